@@ -1,0 +1,48 @@
+# ast-sampleid. Every target uses the project's own virtual environment in .venv/.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+DATA    := data/demo
+RUN     := runs/demo
+CONFIG  ?= tiny
+EPOCHS  ?=
+
+.PHONY: install data train export demo test test-all lint bench clean
+
+install: $(STAMP)
+
+# Re-install only when the packaging files change; otherwise this is a no-op.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,dev]'
+	touch $(STAMP)
+
+data: install
+	$(BIN)/python -m training.demo_data --out $(DATA)
+
+train: data
+	$(BIN)/ast-train --manifest $(DATA)/manifest.csv --out $(RUN) --config $(CONFIG) $(if $(EPOCHS),--epochs $(EPOCHS))
+
+export: install
+	$(BIN)/ast-export onnx --weights $(RUN)/modelo_audio.pth
+
+demo: train export
+	$(BIN)/ast-serve identify --model $(RUN)/modelo_audio.onnx --format table \
+		$$($(BIN)/python -m training.manifest_paths $(DATA)/manifest.csv --split test)
+
+test: install
+	$(BIN)/python -m pytest -q -m "not slow"; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+test-all: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check models training ast_export serving tests bench
+
+bench: install
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) runs data .pytest_cache
