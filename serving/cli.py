@@ -1,0 +1,181 @@
+"""``ast-serve``: identify samples in songs with an exported ast-sampleid ONNX model (no torch needed).
+
+Exit codes: 0 every input scored; 1 some inputs failed (the others are still reported); 2 usage error or
+unusable model. Per-file problems are one line on stderr (``path: problem``) and the result's ``error``;
+there is never a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from serving.identify import IdentifyOptions, display_path, identify
+from serving.matches import MatchOptions
+from serving.output import FORMATS, default_format, make_writer
+from serving.session import DEVICES, ModelError, ModelSession, SessionOptions
+
+logger = logging.getLogger("serving")
+
+MODEL_ENV = "AST_SAMPLEID_MODEL"
+DEMO_MODEL = os.path.join("runs", "demo", "modelo_audio.onnx")
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_BATCH = 16
+
+MODEL_HELP = (f"Exported .onnx model. Default: ${MODEL_ENV} if set, else {DEMO_MODEL} (relative to the "
+              "current directory, what `make demo` writes).")
+
+
+def default_model() -> str:
+    """The model used when ``--model`` is absent: $AST_SAMPLEID_MODEL, else the demo export."""
+    return os.environ.get(MODEL_ENV) or DEMO_MODEL
+
+
+def _model_options(func: Callable) -> Callable:
+    options = [
+        click.option("--model", "model", type=click.Path(dir_okay=False), default=None, help=MODEL_HELP),
+        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                     help="auto: CUDA when it works, else CPU (one log line says which)."),
+        click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="ONNX Runtime intra-op threads (0 = all cores)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _open_session(model: str | None, device: str, threads: int) -> ModelSession:
+    """Create the session or exit 2 with a one-line error."""
+    path = model or default_model()
+    try:
+        return ModelSession(path, SessionOptions(device=device, intra_threads=threads))
+    except ModelError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log detail on stderr (-v info, -vv debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+def main(verbose: int, quiet: bool) -> None:
+    """Identify which recorded sample a song uses, and where, with an exported ast-sampleid model."""
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    if verbose < 2:
+        logging.getLogger("onnxruntime").setLevel(logging.WARNING)
+
+
+def _paths_arg(paths: tuple[str, ...]) -> list[str]:
+    # click hands undecodable bytes of non-UTF-8 names over as surrogate escapes; os functions accept them.
+    return list(paths)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@_model_options
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per song.")
+@click.option("--hop", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Seconds between windows. Default: the model's hop (half a window).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH, show_default=True,
+              help="Windows per inference call, drawn from as many files as needed.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="Output format. Default: table on a terminal, jsonl otherwise.")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Report 'no known sample' when the best score is below P; also admits windows scoring "
+                   ">= P into a span.")
+@click.option("--timeline", is_flag=True, help="Add per-window scores of the top-k samples to JSON output.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
+              help="Write one PNG heat map per song into DIR.")
+def identify_cmd(paths: tuple[str, ...], model: str | None, device: str, threads: int, top_k: int,
+                 hop: float | None, batch_size: int, fmt: str | None, threshold: float | None,
+                 timeline: bool, plot_dir: str | None) -> None:
+    """Find the known samples in PATHS (audio files: FLAC, WAV, OGG, MP3, ...).
+
+    Every PATH gets one result, in order; the same path twice is scored twice. A directory, a missing file
+    (e.g. a glob that matched nothing) or an undecodable file is a per-file error: it is reported and the
+    run goes on.
+    """
+    session = _open_session(model, device, threads)
+    inputs = _paths_arg(paths)
+    opts = IdentifyOptions(hop_s=hop, batch_size=batch_size,
+                           match=MatchOptions(top_k, threshold, timeline or plot_dir is not None))
+    fmt = fmt or default_format(sys.stdout)
+    writer = make_writer(fmt, sys.stdout, [display_path(p) for p in inputs])
+    sys.exit(_run_identify(session, inputs, opts, writer, timeline, plot_dir))
+
+
+def _run_identify(session: ModelSession, inputs: list[str], opts: IdentifyOptions, writer: Any,
+                  keep_timeline: bool, plot_dir: str | None) -> int:
+    from tqdm import tqdm
+
+    failed = 0
+    bar = tqdm(total=len(inputs), unit="file", file=sys.stderr, disable=len(inputs) <= 1, leave=False)
+    try:
+        for result in identify(session, inputs, opts):
+            if result.error is not None:
+                failed += 1
+                bar.write(f"{result.path}: {result.error}", file=sys.stderr)
+            elif plot_dir is not None:
+                _plot(result, plot_dir)
+            if not keep_timeline:
+                result.timeline = None
+            writer.write(result)
+            bar.update(1)
+    finally:
+        bar.close()
+        writer.close()
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _plot(result: Any, plot_dir: str) -> None:
+    from serving.plot import plot_song
+
+    try:
+        plot_song(result, plot_dir)
+    except (OSError, ValueError, RuntimeError) as err:  # a plot problem must not cost the answer
+        logger.warning("%s: plot failed (%s)", result.path, str(err).splitlines()[0] if str(err) else err)
+
+
+main.add_command(identify_cmd, name="identify")
+
+
+@main.command()
+@_model_options
+@click.option("--json", "as_json", is_flag=True, help="Print the raw metadata JSON.")
+def info(model: str | None, device: str, threads: int, as_json: bool) -> None:
+    """Print the model's metadata (labels, window, hop, configs, weights_sha256, exporter, opset)."""
+    from serving.report import format_info
+
+    session = _open_session(model, device, threads)
+    click.echo(format_info(session, as_json))
+
+
+@main.command()
+@_model_options
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH, show_default=True)
+@click.option("--seconds", type=click.FloatRange(min=0.0, min_open=True), default=10.0, show_default=True,
+              help="How long to run on synthetic windows.")
+@click.option("--files", multiple=True, type=click.Path(), help="Bench the whole identify path (decoding "
+              "included) over these audio files instead of synthetic windows. Repeatable.")
+@click.option("--hop", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Seconds between windows (real-time factor is computed at this hop).")
+def bench(model: str | None, device: str, threads: int, batch_size: int, seconds: float,
+          files: tuple[str, ...], hop: float | None) -> None:
+    """Measure clips/s, real-time factor, latency p50/p95 per batch and the provider actually used."""
+    from serving.report import bench_files, bench_synthetic
+
+    session = _open_session(model, device, threads)
+    if files:
+        report = bench_files(session, list(files), IdentifyOptions(hop_s=hop, batch_size=batch_size))
+    else:
+        report = bench_synthetic(session, batch_size, seconds, hop)
+    click.echo(report.format())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
