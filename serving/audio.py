@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -57,12 +58,18 @@ def check_readable(path: str | os.PathLike) -> None:
     Args:
         path: file path (str or bytes-like path; non-UTF-8 names are fine).
     """
-    if not os.path.lexists(path):
-        raise AudioError("no such file")
-    if os.path.isdir(path):
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as err:
+        raise AudioError("broken symbolic link" if os.path.islink(path) else "no such file") from err
+    except PermissionError as err:
+        raise AudioError("permission denied") from err
+    except (OSError, ValueError) as err:  # ValueError: embedded NUL byte
+        raise AudioError(_os_reason(err) if isinstance(err, OSError) else "invalid path") from err
+    if stat.S_ISDIR(mode):
         raise AudioError("is a directory")
-    if not os.path.exists(path):
-        raise AudioError("broken symbolic link")
+    if not stat.S_ISREG(mode):
+        raise AudioError("not a regular file (FIFO, socket or device)")  # opening a FIFO would block
     try:
         with open(path, "rb") as fh:
             head = fh.read(1)
