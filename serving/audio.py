@@ -94,7 +94,7 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
     """Open ``path`` with libsndfile, turning every failure into :class:`AudioError`."""
     check_readable(path)
     try:
-        snd = sf.SoundFile(path)
+        snd = sf.SoundFile(os.fsencode(path))  # bytes: soundfile cannot encode non-UTF-8 str names
     except sf.LibsndfileError as err:
         raise AudioError(f"not a readable audio file ({_libsndfile_reason(err)})") from err
     except (OSError, RuntimeError, ValueError, TypeError) as err:

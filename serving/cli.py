@@ -76,7 +76,7 @@ def _paths_arg(paths: tuple[str, ...]) -> list[str]:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))
 @_model_options
 @click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per song.")
 @click.option("--hop", type=click.FloatRange(min=0.0, min_open=True), default=None,
@@ -160,7 +160,7 @@ def info(model: str | None, device: str, threads: int, as_json: bool) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH, show_default=True)
 @click.option("--seconds", type=click.FloatRange(min=0.0, min_open=True), default=10.0, show_default=True,
               help="How long to run on synthetic windows.")
-@click.option("--files", multiple=True, type=click.Path(), help="Bench the whole identify path (decoding "
+@click.option("--files", multiple=True, type=click.Path(readable=False), help="Bench the whole identify path (decoding "
               "included) over these audio files instead of synthetic windows. Repeatable.")
 @click.option("--hop", type=click.FloatRange(min=0.0, min_open=True), default=None,
               help="Seconds between windows (real-time factor is computed at this hop).")
