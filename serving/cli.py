@@ -70,11 +70,6 @@ def main(verbose: int, quiet: bool) -> None:
         logging.getLogger("onnxruntime").setLevel(logging.WARNING)
 
 
-def _paths_arg(paths: tuple[str, ...]) -> list[str]:
-    # click hands undecodable bytes of non-UTF-8 names over as surrogate escapes; os functions accept them.
-    return list(paths)
-
-
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))
 @_model_options
@@ -101,7 +96,7 @@ def identify_cmd(paths: tuple[str, ...], model: str | None, device: str, threads
     run goes on.
     """
     session = _open_session(model, device, threads)
-    inputs = _paths_arg(paths)
+    inputs = list(paths)  # non-UTF-8 names arrive as surrogate escapes, which os functions accept
     opts = IdentifyOptions(hop_s=hop, batch_size=batch_size,
                            match=MatchOptions(top_k, threshold, timeline or plot_dir is not None))
     fmt = fmt or default_format(sys.stdout)
@@ -126,10 +121,20 @@ def _run_identify(session: ModelSession, inputs: list[str], opts: IdentifyOption
                 result.timeline = None
             writer.write(result)
             bar.update(1)
+        writer.close()
+    except BrokenPipeError:  # `ast-serve identify ... | head`: the reader left; stop quietly
+        _silence_stdout()
+        return EXIT_OK if not failed else EXIT_SOME_FAILED
     finally:
         bar.close()
-        writer.close()
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _plot(result: Any, plot_dir: str) -> None:

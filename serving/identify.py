@@ -24,6 +24,7 @@ from serving.windows import Batch, FileDone, iter_batches
 logger = logging.getLogger(__name__)
 
 PREFETCH_BATCHES = 2
+PUT_POLL_S = 0.1
 DURATION_DECIMALS = 3
 _END = object()
 
@@ -54,22 +55,40 @@ def hop_samples(session: ModelSession, hop_s: float | None) -> int:
 
 
 def _prefetched(batches: Iterator[Batch]) -> Iterator[Batch]:
-    """Run the batch producer in a daemon thread, PREFETCH_BATCHES ahead of the consumer."""
+    """Run the batch producer in a daemon thread, PREFETCH_BATCHES ahead of the consumer.
+
+    If the consumer stops early (an exception, or the generator is closed), the producer is told to stop and
+    drops out at its next put, so no thread or decoded audio outlives the run.
+    """
     q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=PUT_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def produce() -> None:
         try:
             for batch in batches:
-                q.put(batch)
-            q.put(_END)
+                if not put(batch):
+                    return
+            put(_END)
         except BaseException as err:  # re-raised in the consumer thread
-            q.put(err)
+            put(err)
 
     threading.Thread(target=produce, name="ast-serve-decode", daemon=True).start()
-    while (item := q.get()) is not _END:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    try:
+        while (item := q.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 def _split_by_file(batch: Batch, probs: np.ndarray, acc: dict[int, list]) -> None:

@@ -97,3 +97,15 @@ def test_unreadable_file_is_a_per_file_error(fake_model: Path, tmp_path: Path) -
         assert proc.returncode == 1 and f"{locked}: permission denied" in stderr
     else:  # pragma: no cover - only where root keeps its override
         assert rows[1]["error"] is None and proc.returncode == 0
+
+
+def test_broken_pipe_is_quiet(fake_model: Path, tmp_path: Path) -> None:
+    song = write_tone(tmp_path / "s.flac", 1.0)
+    serve = subprocess.Popen([sys.executable, "-c", SCRIPT, "identify", "--model", str(fake_model),
+                              "--format", "jsonl", *[str(song)] * 300], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    assert serve.stdout is not None
+    serve.stdout.readline()
+    serve.stdout.close()  # the reader leaves, like `| head -1`
+    _, err = serve.communicate(timeout=120)
+    assert b"Traceback" not in err and serve.returncode in (0, 1)

@@ -179,3 +179,16 @@ def test_info_shows_hash_and_bench_reports(fake_model: Path, songs: list[Path]) 
         assert key in bench.stdout
     files = _run(["bench", "--model", str(fake_model), "--files", str(songs[0]), "--files", str(songs[1])])
     assert "decoding included" in files.stdout and "CPUExecutionProvider" in files.stdout
+
+
+def test_device_cuda_fails_clearly_without_gpu(fake_model: Path, songs: list[Path]) -> None:
+    res = _run(["identify", "--model", str(fake_model), "--device", "cuda", str(songs[0])])
+    if res.exit_code == EXIT_USAGE:  # no usable GPU here
+        assert res.stderr.startswith("error: --device cuda:") and res.stderr.count("\n") == 1
+    else:  # pragma: no cover - a GPU machine
+        assert res.exit_code == EXIT_OK and "CUDAExecutionProvider" in res.stderr
+
+
+def test_auto_logs_provider_once(fake_model: Path, songs: list[Path]) -> None:
+    res = _run(["identify", "--model", str(fake_model), str(songs[0])])
+    assert [line for line in res.stderr.splitlines() if line.startswith("using ")] == [res.stderr.strip()]
