@@ -26,6 +26,7 @@ MODEL_ENV = "AST_SAMPLEID_MODEL"
 DEMO_MODEL = os.path.join("runs", "demo", "modelo_audio.onnx")
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_BATCH = 16
+MAX_BATCH = 1024  # a batch is preallocated: 1024 base-model windows are ~670 MB
 
 MODEL_HELP = (f"Exported .onnx model. Default: ${MODEL_ENV} if set, else {DEMO_MODEL} (relative to the "
               "current directory, what `make demo` writes).")
@@ -60,23 +61,24 @@ def _open_session(model: str | None, device: str, threads: int) -> ModelSession:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="More log detail on stderr (-v info, -vv debug).")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logs on stderr, ONNX Runtime's own messages included.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
-def main(verbose: int, quiet: bool) -> None:
-    """Identify which recorded sample a song uses, and where, with an exported ast-sampleid model."""
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+def main(verbose: bool, quiet: bool) -> None:
+    """Identify which recorded sample a song uses, and where, with an exported ast-sampleid model.
+
+    Results go to stdout, logs and progress to stderr.
+    """
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
-    if verbose < 2:
-        logging.getLogger("onnxruntime").setLevel(logging.WARNING)
 
 
-@main.command()
+@main.command("identify")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))
 @_model_options
 @click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per song.")
 @click.option("--hop", type=click.FloatRange(min=0.0, min_open=True), default=None,
               help="Seconds between windows. Default: the model's hop (half a window).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH, show_default=True,
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=DEFAULT_BATCH, show_default=True,
               help="Windows per inference call, drawn from as many files as needed.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Output format. Default: table on a terminal, jsonl otherwise.")
@@ -146,9 +148,6 @@ def _plot(result: Any, plot_dir: str) -> None:
         logger.warning("%s: plot failed (%s)", result.path, str(err).splitlines()[0] if str(err) else err)
 
 
-main.add_command(identify_cmd, name="identify")
-
-
 @main.command()
 @_model_options
 @click.option("--json", "as_json", is_flag=True, help="Print the raw metadata JSON.")
@@ -162,7 +161,7 @@ def info(model: str | None, device: str, threads: int, as_json: bool) -> None:
 
 @main.command()
 @_model_options
-@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH), default=DEFAULT_BATCH, show_default=True)
 @click.option("--seconds", type=click.FloatRange(min=0.0, min_open=True), default=10.0, show_default=True,
               help="How long to run on synthetic windows.")
 @click.option("--files", multiple=True, type=click.Path(readable=False), help="Bench the whole identify path (decoding "

@@ -36,7 +36,7 @@ def clock(seconds: float | None) -> str:
     """``m:ss.s`` (or ``h:mm:ss.s``) for the table."""
     if seconds is None:
         return "-"
-    minutes, sec = divmod(float(seconds), 60.0)
+    minutes, sec = divmod(round(float(seconds), 1), 60.0)
     hours, minutes = divmod(int(minutes), 60)
     return f"{hours}:{minutes:02d}:{sec:04.1f}" if hours else f"{minutes}:{sec:04.1f}"
 
