@@ -18,7 +18,6 @@ with a one-line message meant to be printed as ``path: message``.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import stat
@@ -33,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 TARGET_RATE = 16000
 BLOCK_FRAMES = 1 << 16  # source frames per read: ~1.4 s at 48 kHz, a few MB even for 8 channels
+MAX_BLOCK_VALUES = 1 << 22  # samples (all channels) per read: 16 MB of float32, whatever the header claims
 RESAMPLE_QUALITY = "HQ"
 EMPTY = np.zeros(0, dtype=np.float32)
 INTEGER_SUBTYPES = frozenset({"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "ULAW", "ALAW"})
@@ -108,7 +108,7 @@ def open_audio(path: str | os.PathLike) -> sf.SoundFile:
 
 def _libsndfile_reason(err: sf.LibsndfileError) -> str:
     text = getattr(err, "error_string", "") or _first_line(err)
-    return text.rstrip(".").lower() if text else f"libsndfile error {errno.EIO}"
+    return text.rstrip(".").lower() if text else "libsndfile error"
 
 
 def stream_audio(
@@ -139,6 +139,7 @@ def stream_audio(
         if snd.samplerate != sample_rate:
             resampler = soxr.ResampleStream(snd.samplerate, sample_rate, 1, dtype="float32",
                                             quality=RESAMPLE_QUALITY)
+        block_frames = max(1, min(block_frames, MAX_BLOCK_VALUES // snd.channels))
         while True:
             block = _read_block(snd, block_frames)  # [n, channels]
             last = block.shape[0] < block_frames
