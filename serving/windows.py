@@ -157,8 +157,8 @@ def iter_batches(
 ) -> Iterator[Batch]:
     """Stream batches of windows over many files, in input order.
 
-    A file's :class:`FileDone` rides on the batch holding its last window (or the next batch handed out, for a
-    failed file), so a consumer can finish that file right after scoring the batch. Windows a failed file
+    A file's :class:`FileDone` rides on the batch holding its last window (an empty batch when that batch
+    already left), so a consumer can finish that file right after scoring the batch. Windows a failed file
     produced before its error may still be in batches; consumers drop them because the file is marked failed.
 
     Args:
@@ -186,4 +186,6 @@ def iter_batches(
         except (OSError, RuntimeError, ValueError, MemoryError) as err:  # never let one file kill the run
             done.error = f"unexpected decoding error: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
         packer.done.append(done)
+        if packer.fill == 0:  # its windows already left in full batches: report it now, not a batch later
+            yield packer.take()
     yield packer.take()
