@@ -32,6 +32,7 @@ class BenchModel:
 
     config: str
     model: torch.nn.Module
+    ast_cfg: object  # models.config.ASTConfig
     weights: Path
     window_samples: int
     artifacts: dict[str, Path | None] = field(default_factory=dict)
@@ -99,14 +100,20 @@ def source_digest(*packages: str) -> str:
 
 
 def prepare(config: str, cache: Path, seed: int = 0) -> BenchModel:
-    """Model + weights file (in ``cache/<config>-<digest>/``); artifacts are added by :mod:`bench.exports`."""
+    """Model + weights file in ``cache/<config>-s<seed>-<digest>/`` (reused when present, so cached
+    artifacts always match the eager model); artifacts are added by :mod:`bench.exports`."""
     from models import weights as mw
     from models.config import window_samples
 
-    model, wf = build_model(config, seed)
     folder = cache / f"{config}-s{seed}-{source_digest('models', 'ast_export')}"
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / "modelo_audio.pth"
-    mw.save_weights(weights, wf)
+    if weights.exists():
+        wf = mw.load_weights(weights)
+        model = mw.build_scoring_model(wf).eval()
+        log.info("%s: reusing %s", config, weights)
+    else:
+        model, wf = build_model(config, seed)
+        mw.save_weights(weights, wf)
     ws = window_samples(wf.fbank_config, wf.model_config)
-    return BenchModel(config=config, model=model, weights=weights, window_samples=ws)
+    return BenchModel(config=config, model=model, ast_cfg=wf.model_config, weights=weights, window_samples=ws)

@@ -124,4 +124,5 @@ def count_ops(path: Path, op_types: tuple[str, ...] = ("Attention", "MultiHeadAt
     for node in model.graph.node:
         if node.op_type in counts:
             counts[node.op_type] += 1
-    return counts
+    counts["nodes"] = len(model.graph.node)
+    return {k: v for k, v in counts.items() if v}

@@ -12,6 +12,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CHART_DPI = 80
+AGREE_LABELS = {"reference": "ref", "peer": "n/a (own weights)"}
 
 
 @dataclass
@@ -27,6 +28,7 @@ class VariantRow:
     agreement_clips: int = 0
     probs_max_abs: float | None = None  # vs our eager fp32, same clips
     notes: str = ""
+    role: str = ""  # "reference" (our eager fp32), "peer" or ""
 
     def clips_per_s(self, batch: int) -> float | None:
         entry = self.batches.get(batch) or {}
@@ -109,7 +111,7 @@ def markdown(report: Report) -> str:
             cells += [
                 _fmt(best.get("ms_per_clip"), ".1f"),
                 _fmt(best.get("real_time_factor"), ".0f", "×"),
-                f"{agree:.1%} (n={row.agreement_clips})" if agree is not None else "ref" if not row.notes else "n/a",
+                f"{agree:.1%} (n={row.agreement_clips})" if agree is not None else AGREE_LABELS.get(row.role, "–"),
                 _fmt(row.probs_max_abs, ".1e"),
             ]
             lines.append("| " + " | ".join(cells) + " |")
