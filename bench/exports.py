@@ -1,16 +1,17 @@
 """Exported artifacts for the bench, cached under bench/.cache/<config>-<seed>-<source digest>/.
 
-Plain ONNX and TorchScript come from ast_export (Python API, else its CLI). The optimised, int8 and fp16
-graphs come from ast_export when it offers them; otherwise the bench derives them from the plain ONNX with
-ORT's own tools and says so in the export log (``bench-local: ...``). ``onnx_int8_pc`` is always bench-local:
-it is the quantisation experiment (per-channel, reduce_range off for VNNI, frontend left in fp32).
+Everything comes from ast_export's Python API: the fp32 graph is exported once (``export_fp32_model``) and
+the optimised / int8 / fp16 graphs are derived from it with ``ast_export.variants``, then written with
+``write_onnx`` (metadata + checks), exactly as ``ast-export onnx [--optimize|--int8|--fp16]`` does, minus
+the parity verification (the bench measures agreement itself). Should a variant fail in ast_export, the
+bench derives it locally with ORT's tools and says so in the export log (``bench-local: ...``).
+``onnx_int8_pc`` is always bench-local: int8 of the *fused* graph (per-channel, reduce_range off for VNNI,
+frontend left in fp32), to see whether quantising after fusion is faster.
 """
 
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,15 +33,10 @@ EXPORT_TIMEOUT_S = 900
 # Ops whose counts tell whether a variant is what it claims (fused attention, int8 matmuls, fp16 casts).
 CHECK_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "LayerNormalization", "BiasGelu",
              "FastGelu", "Gelu", "MatMulInteger", "DynamicQuantizeMatMul", "QAttention", "MatMul", "Cast")
-# (module, function) candidates in ast_export for each ONNX variant; filled in as ast_export grows.
-VARIANT_API: dict[str, tuple[tuple[str, str], ...]] = {
-    "optimize": (("ast_export.onnx_variants", "export_optimized"),),
-    "int8": (("ast_export.onnx_variants", "export_int8"),),
-    "fp16": (("ast_export.onnx_variants", "export_fp16"),),
-}
 
 
 _SOURCES: dict[Path, object] = {}
+_FP32: dict[Path, object] = {}  # weights -> exported, checked fp32 ModelProto (exported once per run)
 
 
 def _source(weights: Path) -> object:
@@ -52,61 +48,54 @@ def _source(weights: Path) -> object:
     return _SOURCES[weights]
 
 
-def _variant_api(flag: str) -> Callable | None:
-    """ast_export's function for an ONNX variant (``optimize``/``int8``/``fp16``), if it offers one."""
-    import importlib
+def _fp32_model(weights: Path) -> object:
+    from ast_export.onnx_export import export_fp32_model
 
-    for module, name in VARIANT_API.get(flag, ()):
-        try:
-            fn = getattr(importlib.import_module(module), name, None)
-        except ImportError:
-            fn = None
-        if fn is not None:
-            return fn
-    return None
+    if weights not in _FP32:
+        _FP32[weights], exporter = export_fp32_model(_source(weights))
+        log.info("fp32 ONNX exported with the %s exporter", exporter)
+    return _FP32[weights]
 
 
-def _api_export(kind: str, weights: Path, out: Path, **flags: bool) -> str:
-    """Call ast_export's Python API (its CLI for options the API lacks). Returns how the artifact was made."""
-    flag = next((k for k, v in flags.items() if v), None)
-    if kind == "onnx" and flag is None:
-        from ast_export.onnx_export import export_onnx
+def _write(weights: Path, model: object, out: Path, precision: str, notes: dict | None = None) -> None:
+    from ast_export.onnx_export import write_onnx
+    from ast_export.spec import DEFAULT_OPSET
 
-        result = export_onnx(_source(weights), out)
-        return f"ast_export.onnx_export.export_onnx ({result.notes.get('exporter', '?')})"
-    if kind == "torchscript":
-        from ast_export.torchscript_export import export_torchscript
-
-        export_torchscript(_source(weights), out)
-        return "ast_export.torchscript_export.export_torchscript"
-    fn = _variant_api(flag or "")
-    if fn is not None:
-        fn(_source(weights), out)
-        return f"ast_export {fn.__module__}.{fn.__name__}"
-    cmd = [sys.executable, "-m", "ast_export.cli", kind, "--weights", str(weights), "--out", str(out)]
-    cmd += [f"--{flag}"] if flag else []
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=EXPORT_TIMEOUT_S, check=False)
-    if proc.returncode != 0 or not out.exists():
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"ast-export {kind} --{flag} failed ({proc.returncode}): {tail}")
-    return " ".join(cmd[2:])
+    write_onnx(model, _source(weights), out, precision=precision, opset=DEFAULT_OPSET,
+               extra={"variant": notes} if notes else None)
 
 
 def _onnx(bm: BenchModel, out: Path) -> str:
-    return _api_export("onnx", bm.weights, out)
+    _write(bm.weights, _fp32_model(bm.weights), out, "fp32")
+    return "ast_export export_fp32_model + write_onnx"
 
 
 def _torchscript(bm: BenchModel, out: Path) -> str:
-    return _api_export("torchscript", bm.weights, out)
+    from ast_export.torchscript_export import export_torchscript
+
+    export_torchscript(_source(bm.weights), out)
+    return "ast_export.torchscript_export.export_torchscript"
 
 
-def _with_flag(flag: str, local: Callable[[BenchModel, Path], str]) -> Callable[[BenchModel, Path], str]:
+def _variant(precision: str, local: Callable[[BenchModel, Path], str]) -> Callable[[BenchModel, Path], str]:
+    """ast_export.variants' transform for ``precision``; the bench-local one if ast_export lacks/fails it."""
+
     def build(bm: BenchModel, out: Path) -> str:
         try:
-            return _api_export("onnx", bm.weights, out, **{flag: True})
-        except Exception as err:  # noqa: BLE001 - exporter lacks the option or failed: derive locally
-            log.warning("ast_export --%s unavailable (%s); deriving locally", flag, str(err)[:200])
-            return local(bm, out)
+            from ast_export import variants
+
+            cfg = bm.ast_cfg
+            fp32 = _fp32_model(bm.weights)
+            if precision == "fp32-optimized":
+                model, info = variants.optimize(fp32, cfg.num_heads, cfg.embed_dim, cfg.depth)
+            else:
+                model, info = getattr(variants, f"to_{precision}")(fp32)
+            notes = {k: v for k, v in vars(info).items() if v is not None}
+            _write(bm.weights, model, out, precision, notes)
+            return f"ast_export.variants ({precision}): {notes}"
+        except Exception as err:  # noqa: BLE001 - exporter lacks the variant or failed: derive locally
+            log.warning("ast_export %s variant failed (%s); deriving locally", precision, str(err)[:300])
+            return f"ast_export failed ({type(err).__name__}: {str(err)[:160]}); " + local(bm, out)
 
     return build
 
@@ -120,14 +109,14 @@ def _local_optimized(bm: BenchModel, out: Path) -> str:
 def _local_int8(bm: BenchModel, out: Path) -> str:
     from bench.graph_tools import quantize_int8
 
-    return "bench-local: " + quantize_int8(_need(bm, "onnx"), out, per_channel=False, keep_frontend=False)
+    return "bench-local: " + quantize_int8(_need(bm, "onnx"), out, per_channel=True, keep_frontend=True)
 
 
-def _int8_per_channel(bm: BenchModel, out: Path) -> str:
+def _int8_fused(bm: BenchModel, out: Path) -> str:
     from bench.graph_tools import quantize_int8
 
     src = bm.artifacts.get("onnx_optimized") or _need(bm, "onnx")
-    return "bench-local: " + quantize_int8(src, out, per_channel=True, keep_frontend=True)
+    return f"bench-local from {src.name}: " + quantize_int8(src, out, per_channel=True, keep_frontend=True)
 
 
 def _local_fp16(bm: BenchModel, out: Path) -> str:
@@ -146,10 +135,10 @@ def _need(bm: BenchModel, kind: str) -> Path:
 BUILDERS: dict[str, Callable[[BenchModel, Path], str]] = {
     "onnx": _onnx,
     "torchscript": _torchscript,
-    "onnx_optimized": _with_flag("optimize", _local_optimized),
-    "onnx_int8": _with_flag("int8", _local_int8),
-    "onnx_int8_pc": _int8_per_channel,
-    "onnx_fp16": _with_flag("fp16", _local_fp16),
+    "onnx_optimized": _variant("fp32-optimized", _local_optimized),
+    "onnx_int8": _variant("int8", _local_int8),
+    "onnx_int8_pc": _int8_fused,
+    "onnx_fp16": _variant("fp16", _local_fp16),
 }
 
 

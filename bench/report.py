@@ -94,6 +94,7 @@ def markdown(report: Report) -> str:
         "(input: raw waveform windows). Cells: clips/s (ratio to the peer at the same batch). "
         "Agreement: top-1 vs our eager fp32 on the same music-like clips.",
     ]
+    lines += [f"\n_Note: {note}_" for note in report.settings.get("notes", [])]
     for config in dict.fromkeys(r.config for r in report.rows):
         clip_s = report.settings["clip_seconds"][config]
         header = ["variant"] + [f"b{b} clips/s" for b in batches]

@@ -41,8 +41,8 @@ def cpu_variants(bm: BenchModel, threads: int) -> list[Variant]:
                 warmup=TS_WARMUP),
         Variant("ours: ORT plain fp32", "cpu", _ort(bm, "onnx", cpu)),
         Variant("ours: ORT optimized fp32 (fused attn)", "cpu", _ort(bm, "onnx_optimized", cpu)),
-        Variant("ours: ORT int8 dynamic (ast-export)", "cpu", _ort(bm, "onnx_int8", cpu)),
-        Variant("ours: ORT int8 per-channel, no reduce_range (bench)", "cpu", _ort(bm, "onnx_int8_pc", cpu)),
+        Variant("ours: ORT int8 dynamic (ast-export --int8)", "cpu", _ort(bm, "onnx_int8", cpu)),
+        Variant("ours: ORT int8 of fused graph (bench)", "cpu", _ort(bm, "onnx_int8_pc", cpu)),
         Variant(PEER_NAME, "cpu", lambda: build_peer(bm.ast_cfg, "cpu")[0], peer=True),
     ]
 
