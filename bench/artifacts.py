@@ -1,10 +1,14 @@
 """Random-weight models with a sharpened head, their weights file, and the exported artifacts (cached).
 
 Random weights give near-uniform probabilities, so top-1 "agreement" would be decided by noise. The head is
-therefore replaced by a random projection of the *deviation* of each clip's head input from the mean over a
-few calibration clips (bias = -W @ mean), scaled so the logits spread with std ``HEAD_LOGIT_STD`` across
-classes. Top-1 then depends on what distinguishes one clip from another, as in a trained model, and
-agreement measures whether a variant preserves that. Calibration clips are disjoint from the bench clips.
+therefore replaced by a random linear read-out of the *deviation* of each clip's head input from the mean
+over calibration clips (bias = -W @ mean), restricted to the top ``HEAD_PCS`` principal directions of those
+deviations, and scaled so the logits spread with std ``HEAD_LOGIT_STD`` across classes. A trained head also
+reads the directions along which inputs differ (not the isotropic rest, where quantisation noise lives on a
+par with signal), so top-1 then depends on what distinguishes one clip from another, and agreement measures
+whether a variant preserves that. Calibration clips are disjoint from the bench clips. This is still a proxy:
+a random encoder averages its tokens more than a trained one, so its clips differ less, and agreement under
+int8/bf16 is, if anything, pessimistic.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from bench.synth import music_clips
 log = logging.getLogger(__name__)
 
 HEAD_LOGIT_STD = 4.0
+HEAD_PCS = 16  # principal directions of the calibration deviations the head reads
+CALIB_CLIPS = {"base": 20}  # others: DEFAULT_CALIB_CLIPS
+DEFAULT_CALIB_CLIPS = 32
 CALIBRATION_SEED = 12345
 WEIGHTS_FORMAT = "ast-sampleid/1"
 
@@ -58,17 +65,20 @@ def sharpen_head(model: torch.nn.Module, calib: np.ndarray, seed: int = 0) -> No
     """Replace ``model.ast.head`` by a centred random projection whose logits spread (see module doc)."""
     feats = _head_inputs(model, calib)  # [N, D]
     mean = feats.mean(0)  # [D]
+    dev = feats - mean  # [N, D]
+    _, _, vh = torch.linalg.svd(dev, full_matrices=False)  # vh [min(N, D), D]
+    pcs = vh[: min(HEAD_PCS, len(feats) - 1)]  # [K, D]
     head = model.ast.head
     gen = torch.Generator().manual_seed(seed)
-    weight = torch.randn(head.out_features, head.in_features, generator=gen)  # [C, D]
-    spread = ((feats - mean) @ weight.T).std()
+    weight = torch.randn(head.out_features, len(pcs), generator=gen) @ pcs  # [C, D]
+    spread = (dev @ weight.T).std()
     weight *= HEAD_LOGIT_STD / float(spread)
     with torch.no_grad():
         head.weight.copy_(weight)
         head.bias.copy_(-(weight @ mean))
 
 
-def build_model(config: str, seed: int = 0, calib_clips: int = 8) -> tuple[torch.nn.Module, object]:
+def build_model(config: str, seed: int = 0) -> tuple[torch.nn.Module, object]:
     """Random-weight ScoringModel (eval) with a sharpened head, and its WeightsFile."""
     from models import weights as mw
     from models.config import AUDIOSET_MEAN, AUDIOSET_STD, FbankConfig, get_config, window_samples
@@ -83,7 +93,8 @@ def build_model(config: str, seed: int = 0, calib_clips: int = 8) -> tuple[torch
                         norm_mean=AUDIOSET_MEAN, norm_std=AUDIOSET_STD, state_dict=ast.state_dict(),
                         train={"note": "random weights for speed benchmarking; head sharpened"})
     model = mw.build_scoring_model(wf).eval()
-    calib = music_clips(calib_clips, window_samples(fbank, cfg), seed=CALIBRATION_SEED)  # [N, S]
+    count = CALIB_CLIPS.get(config, DEFAULT_CALIB_CLIPS)
+    calib = music_clips(count, window_samples(fbank, cfg), seed=CALIBRATION_SEED)  # [N, S]
     sharpen_head(model, calib, seed)
     wf.state_dict = {k: v.detach().clone() for k, v in model.ast.state_dict().items()}
     return model, wf
