@@ -46,8 +46,12 @@ class ScoringModel(nn.Module):
     def features(self, waveform: torch.Tensor) -> torch.Tensor:
         """Normalised fbank ``[B, T, M]`` (``T = target_frames``) of waveforms ``[B, S]``."""
         x = self.fbank(waveform)  # [B, F, M]
-        # Zeros appended in time (a negative amount crops), before normalisation. One branch-free op.
-        x = F.pad(x, (0, 0, 0, self.target_frames - x.shape[1]))  # [B, T, M]
+        # Zeros appended in time (a negative amount crops), before normalisation. ``extra`` is a Python int
+        # under eager and torch.export (static frame count) and a traced value under jit.trace, where
+        # the pad is kept unconditionally (a no-op when it is 0) to avoid branching on a traced value.
+        extra = self.target_frames - x.shape[1]
+        if not isinstance(extra, int) or extra != 0:
+            x = F.pad(x, (0, 0, 0, extra))  # [B, T, M]
         return (x - self.norm_mean) / (2.0 * self.norm_std)  # [B, T, M]
 
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
