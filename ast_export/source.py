@@ -1,0 +1,66 @@
+"""The thing being exported: a weights file, its eager scoring model, and the spec derived from both."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ast_export.spec import ExportSpec
+from models import weights as model_weights
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Source:
+    """A loaded weights file and the eager ``ScoringModel`` built from it (eval mode, CPU, fp32)."""
+
+    weights_path: Path
+    wf: Any  # models.weights.WeightsFile
+    model: torch.nn.Module
+    sha256: str
+    spec: ExportSpec
+
+
+@dataclass
+class ExportResult:
+    """What an exporter wrote, and how long it took."""
+
+    path: Path
+    format: str
+    precision: str
+    seconds: float
+    size_bytes: int
+    metadata: dict[str, Any]
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def load_source(weights_path: str | os.PathLike) -> Source:
+    """Load ``weights_path`` and build the eager model; raises ``models.weights.WeightsError`` if unreadable."""
+    path = Path(weights_path)
+    wf = model_weights.load_weights(path)
+    model = model_weights.build_scoring_model(wf).eval().float()
+    ast_cfg = wf.model_config
+    spec = ExportSpec(window_samples=int(model.window_samples), num_classes=len(wf.labels),
+                      embed_dim=int(ast_cfg.embed_dim))
+    return Source(path, wf, model, model_weights.weights_sha256(path), spec)
+
+
+def use_eager_attention(model: torch.nn.Module) -> None:
+    """Switch attention to explicit matmul/softmax so ORT's optimizer can recognise and fuse it."""
+    ast = getattr(model, "ast", model)
+    if hasattr(ast, "set_fused_attn"):
+        ast.set_fused_attn(False)
+        return
+    for module in model.modules():  # timm-style Attention blocks carry a ``fused_attn`` flag
+        if hasattr(module, "fused_attn"):
+            module.fused_attn = False
+
+
+def file_size(path: Path) -> int:
+    return path.stat().st_size
