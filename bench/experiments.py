@@ -36,11 +36,11 @@ SERVE_BATCHES = (8, 32)
 
 def _time(run: Runner, x: np.ndarray, calls: int) -> tuple[float, np.ndarray]:
     """Median ms per clip over ``calls`` (after one warm-up call), and the last probs."""
-    probs = run(x)
+    probs, _ = run(x)
     times = []
     for _ in range(calls):
         start = time.perf_counter()
-        probs = run(x)
+        probs, _ = run(x)
         times.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(times) / len(x), np.asarray(probs)
 
@@ -114,7 +114,7 @@ def gpu_paths_on_cpu(bm: BenchModel, x: np.ndarray) -> dict[str, Any]:
     out: dict[str, Any] = {}
     path = bm.artifacts.get("onnx_optimized") or bm.artifacts.get("onnx")
     sess = make_session(path, OrtOptions())
-    plain, bound = runner(sess)(x), runner(sess, io_binding=True)(x)
+    plain, bound = runner(sess)(x)[0], runner(sess, io_binding=True)(x)[0]
     out["io_binding_cpu_max_abs_diff"] = float(np.abs(plain - bound).max())
     fp16 = bm.artifacts.get("onnx_fp16")
     if fp16 is None:
@@ -123,7 +123,7 @@ def gpu_paths_on_cpu(bm: BenchModel, x: np.ndarray) -> dict[str, Any]:
     onnx.checker.check_model(str(fp16))
     out["fp16_checker"] = "ok"
     try:
-        probs = runner(make_session(fp16, OrtOptions()))(x)
+        probs = runner(make_session(fp16, OrtOptions()))(x)[0]
         out["fp16_cpu_top1_agreement"] = _agree(probs, plain)
     except Exception as err:  # noqa: BLE001 - the CPU EP lacks many fp16 kernels; that is expected
         out["fp16_cpu_session"] = f"not runnable on CPU EP: {str(err).splitlines()[0][:160]}"

@@ -91,16 +91,17 @@ def make_session(path: Path, opts: OrtOptions, optimized_path: Path | None = Non
 def runner(sess: ort.InferenceSession, io_binding: bool = False) -> Runner:
     """A runner over a session: plain ``run`` or IO binding (input copied once to the session's device)."""
     if not io_binding:
-        return lambda x: sess.run(["probs"] + OUTPUTS[1:], {INPUT: x})[0]
+        return lambda x: tuple(sess.run(OUTPUTS, {INPUT: x}))
     device = "cuda" if sess.get_providers()[0] == CUDA_EP else "cpu"
 
-    def run_bound(x: np.ndarray) -> np.ndarray:
+    def run_bound(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         binding = sess.io_binding()
         binding.bind_ortvalue_input(INPUT, ort.OrtValue.ortvalue_from_numpy(x, device, 0))
         for name in OUTPUTS:
             binding.bind_output(name, device)
         sess.run_with_iobinding(binding)
-        return binding.get_outputs()[0].numpy()  # probs, copied to host
+        probs, emb = binding.get_outputs()
+        return probs.numpy(), emb.numpy()  # copied to host
 
     return run_bound
 

@@ -69,11 +69,13 @@ def build_peer(ast_cfg: object, device: str = "cpu", seed: int = 0) -> tuple[Run
         sampling_rate=SAMPLE_RATE, num_mel_bins=ast_cfg.num_mel_bins, max_length=ast_cfg.target_frames
     )
 
-    def run(waveforms: np.ndarray) -> np.ndarray:
+    def run(waveforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         inputs = extractor(list(waveforms), sampling_rate=SAMPLE_RATE, return_tensors="pt")
         with torch.inference_mode():
             logits = model(inputs["input_values"].to(device)).logits  # [B, C]
-            return torch.softmax(logits, dim=-1).float().cpu().numpy()
+            probs = torch.softmax(logits, dim=-1).float().cpu().numpy()
+        # The classifier does not return its pooled embedding; ours is not comparable anyway (other weights).
+        return probs, np.zeros((len(waveforms), ast_cfg.embed_dim), dtype=np.float32)
 
     info = PeerInfo(
         transformers_version=transformers.__version__,

@@ -27,6 +27,7 @@ class VariantRow:
     top1_agreement: float | None = None  # vs our eager fp32, same clips
     agreement_clips: int = 0
     probs_max_abs: float | None = None  # vs our eager fp32, same clips
+    embedding_rel_err: float | None = None  # mean |e - e_ref| / between-clip spread (timing.embedding_error)
     notes: str = ""
     role: str = ""  # "reference" (our eager fp32), "peer" or ""
 
@@ -98,7 +99,7 @@ def markdown(report: Report) -> str:
     for config in dict.fromkeys(r.config for r in report.rows):
         clip_s = report.settings["clip_seconds"][config]
         header = ["variant"] + [f"b{b} clips/s" for b in batches]
-        header += ["best ms/clip", "best RTF", "top-1 agree", "max |Δp|"]
+        header += ["best ms/clip", "best RTF", "top-1 agree", "max |Δp|", "emb err/spread"]
         lines += ["", f"**{config}** ({clip_s:.2f} s windows)", "", "| " + " | ".join(header) + " |"]
         lines.append("|" + "---|" * len(header))
         for row in (r for r in report.rows if r.config == config):
@@ -114,6 +115,7 @@ def markdown(report: Report) -> str:
                 _fmt(best.get("real_time_factor"), ".0f", "×"),
                 f"{agree:.1%} (n={row.agreement_clips})" if agree is not None else AGREE_LABELS.get(row.role, "–"),
                 _fmt(row.probs_max_abs, ".1e"),
+                _fmt(row.embedding_rel_err, ".1e"),
             ]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -29,7 +29,7 @@ from bench.peer import PEER_NAME
 from bench.report import Report, VariantRow, markdown, write_chart, write_json
 from bench.summary import experiments_markdown, goals_markdown
 from bench.synth import music_clips
-from bench.timing import TimingPlan, Unavailable, measure, top1_agreement
+from bench.timing import TimingPlan, Unavailable, embedding_error, measure, split, top1_agreement
 from bench.variants import Variant, cpu_variants, gpu_variants
 
 log = logging.getLogger("bench.run")
@@ -48,7 +48,8 @@ def _fill(runner, pool: np.ndarray, probs: np.ndarray, upto: int) -> np.ndarray:
     missing = [i for i in range(min(upto, len(pool))) if np.isnan(probs[i]).any()]
     for start in range(0, len(missing), AGREE_BATCH):
         idx = missing[start : start + AGREE_BATCH]
-        probs[idx] = np.asarray(runner(np.ascontiguousarray(pool[idx])), dtype=np.float32)
+        p, e = runner(np.ascontiguousarray(pool[idx]))
+        probs[idx] = np.concatenate([p, e], axis=-1)
     return probs
 
 
@@ -74,12 +75,15 @@ def _measure_variant(variant: Variant, bm: BenchModel, pool: np.ndarray, plan: T
     return row, probs
 
 
-def _agreement(row: VariantRow, probs: np.ndarray | None, ref: np.ndarray | None, variant: Variant) -> None:
+def _agreement(row: VariantRow, outputs: np.ndarray | None, ref_out: np.ndarray | None, variant: Variant,
+               num_classes: int) -> None:
     if variant.reference:
         row.role, row.notes = "reference", "agreement reference"
     elif variant.peer:
         row.role, row.notes = "peer", "different (random) weights: agreement not meaningful"
-    elif probs is not None and ref is not None:
+    elif outputs is not None and ref_out is not None:
+        (probs, emb), (ref, ref_emb) = split(outputs, num_classes), split(ref_out, num_classes)
+        row.embedding_rel_err = embedding_error(emb, ref_emb)
         row.top1_agreement, row.agreement_clips = top1_agreement(probs, ref)
         both = ~np.isnan(probs).any(-1) & ~np.isnan(ref).any(-1)
         row.probs_max_abs = float(np.abs(probs[both] - ref[both]).max()) if both.any() else None
@@ -103,7 +107,7 @@ def bench_config(config: str, variants_for: list[str], plan: TimingPlan, threads
         row, probs = _measure_variant(variant, bm, pool, plan, agree_clips)
         if variant.reference and probs is not None:
             refs[variant.device] = probs
-        _agreement(row, probs, refs.get(variant.device), variant)
+        _agreement(row, probs, refs.get(variant.device), variant, bm.ast_cfg.num_classes)
         rows.append(row)
     log.info("%s done in %.0f s", config, time.perf_counter() - started)
     return rows, bm

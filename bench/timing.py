@@ -18,8 +18,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-# A runner maps waveforms [B, S] float32 to class probabilities [B, C] float32.
-Runner = Callable[[np.ndarray], np.ndarray]
+# A runner maps waveforms [B, S] float32 to (probs [B, C], embedding [B, D]) float32.
+Runner = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class Unavailable(RuntimeError):
@@ -98,8 +98,9 @@ class ClipFeed:
 
 def _timed(runner: Runner, x: np.ndarray) -> tuple[float, np.ndarray]:
     start = time.perf_counter()
-    probs = runner(x)
-    return time.perf_counter() - start, np.asarray(probs, dtype=np.float32)
+    probs, emb = runner(x)
+    elapsed = time.perf_counter() - start
+    return elapsed, np.concatenate([np.asarray(probs), np.asarray(emb)], axis=-1).astype(np.float32)
 
 
 def _iters_for(plan: TimingPlan, batch: int, per_clip_s: float) -> int:
@@ -113,7 +114,8 @@ def measure(runner: Runner, pool: np.ndarray, plan: TimingPlan) -> tuple[list[Ba
     """Time ``runner`` at each batch of ``plan``.
 
     Returns:
-        (timings per batch, probs [N_pool, C] per pool clip, NaN for clips never fed).
+        (timings per batch, outputs [N_pool, C + D] per pool clip (probs then embedding, see
+        :func:`split`), NaN for clips never fed).
     """
     feed = ClipFeed(pool)
     outputs: list[np.ndarray] = []
@@ -147,6 +149,25 @@ def _by_clip(probs: np.ndarray, indices: list[int], pool_size: int) -> np.ndarra
     out = np.full((pool_size, probs.shape[-1]), np.nan, dtype=np.float32)  # [N, C]
     out[indices] = probs  # later calls on the same clip overwrite earlier ones
     return out
+
+
+def split(outputs: np.ndarray, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """[N, C + D] -> probs [N, C], embedding [N, D]."""
+    return outputs[:, :num_classes], outputs[:, num_classes:]
+
+
+def embedding_error(emb: np.ndarray, ref: np.ndarray) -> float | None:
+    """Mean |e - e_ref| over the mean spread of e_ref around its centroid (clips scored by both).
+
+    Weight-agnostic: top-1 flips when this approaches the head's margins; a trained encoder spreads its
+    clips far more than a random one, so the same absolute error matters less there.
+    """
+    both = ~np.isnan(emb).any(-1) & ~np.isnan(ref).any(-1)  # [N]
+    if both.sum() < 2:
+        return None
+    e, r = emb[both], ref[both]
+    spread = np.linalg.norm(r - r.mean(0), axis=-1).mean()
+    return float(np.linalg.norm(e - r, axis=-1).mean() / spread) if spread > 0 else None
 
 
 def top1_agreement(probs: np.ndarray, ref: np.ndarray) -> tuple[float, int]:

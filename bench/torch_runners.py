@@ -24,15 +24,18 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def _host(probs: torch.Tensor, emb: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    return probs.float().cpu().numpy(), emb.float().cpu().numpy()
+
+
 def eager(model: torch.nn.Module, device: str = "cpu") -> Runner:
-    """Our ScoringModel in eager fp32: waveforms -> probs (frontend included)."""
+    """Our ScoringModel in eager fp32: waveforms -> (probs, embedding) (frontend included)."""
     dev = _device(device)
     model = model.to(dev).eval()
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
-            probs, _ = model(torch.from_numpy(x).to(dev))  # [B, C]
-            return probs.float().cpu().numpy()
+            return _host(*model(torch.from_numpy(x).to(dev)))  # [B, C], [B, D]
 
     return run
 
@@ -51,15 +54,18 @@ def bf16_encoder(model: torch.nn.Module, device: str = "cpu", cast_weights: bool
 
         encoder = copy.deepcopy(model.ast).to(torch.bfloat16)
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
             feats = model.features(torch.from_numpy(x).to(dev))  # [B, T, M] fp32
             if cast_weights:
-                logits = encoder(feats.to(torch.bfloat16))  # [B, C]
+                pooled = encoder.forward_features(feats.to(torch.bfloat16))  # [B, D]
+                logits = encoder.forward_head(pooled)  # [B, C]
             else:
                 with torch.autocast(dev.type, dtype=torch.bfloat16):
-                    logits = encoder(feats)  # [B, C]
-            return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+                    pooled = encoder.forward_features(feats)  # [B, D]
+                    logits = encoder.forward_head(pooled)  # [B, C]
+            probs = torch.softmax(logits.float(), dim=-1)  # [B, C]
+            return _host(probs, torch.nn.functional.normalize(pooled.float(), dim=-1))
 
     return run
 
@@ -69,10 +75,9 @@ def bf16_autocast_all(model: torch.nn.Module, device: str = "cpu") -> Runner:
     dev = _device(device)
     model = model.to(dev).eval()
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16):
-            probs, _ = model(torch.from_numpy(x).to(dev))  # [B, C]
-            return probs.float().cpu().numpy()
+            return _host(*model(torch.from_numpy(x).to(dev)))  # [B, C], [B, D]
 
     return run
 
@@ -84,11 +89,12 @@ def torchscript(path: Path | None, device: str = "cpu") -> Runner:
         raise Unavailable("failed: artifact not produced (see log)")
     module = torch.jit.load(str(path), map_location=dev).eval()
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
             out = module(torch.from_numpy(x).to(dev))
-            probs = out[0] if isinstance(out, (tuple, list)) else out["probs"]
-            return probs.float().cpu().numpy()
+            if isinstance(out, dict):
+                return _host(out["probs"], out["embedding"])
+            return _host(out[0], out[1])
 
     return run
 
@@ -98,10 +104,10 @@ def compiled(model: torch.nn.Module, device: str = "cuda") -> Runner:
     dev = _device(device)
     fn = torch.compile(model.to(dev).eval(), dynamic=False)
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
-            probs, _ = fn(torch.from_numpy(x).to(dev))  # [B, C]
+            probs, emb = fn(torch.from_numpy(x).to(dev))  # [B, C], [B, D]
             _sync(dev)
-            return probs.float().cpu().numpy()
+            return _host(probs, emb)
 
     return run
