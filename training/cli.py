@@ -1,0 +1,88 @@
+"""``ast-train``: train an AST sample identifier from a manifest.
+
+Results go to files in ``--out``; logs and progress go to stderr. Usage errors (bad manifest, unwritable
+``--out``, missing checkpoint, unusable ``--init-from``) print one line on stderr and exit with code 2
+before any training step.
+
+Distributed: ``torchrun --nproc-per-node N -m training --manifest ... --out ...`` (gloo on CPU, nccl on
+CUDA); ``--epoch-size`` and ``--batch-size`` are then the total windows per epoch and the per-rank batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from training.config import DEFAULT_VARIANT, PRESETS, make_config
+
+EXIT_USAGE = 2
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _one_line(exc: BaseException) -> str:
+    """First problem of an exception as one line (ManifestError lists several: keep the count + first 3)."""
+    problems = getattr(exc, "problems", None)
+    if problems:
+        shown = "; ".join(problems[:3])
+        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        return f"{getattr(exc, 'path', 'manifest')}: {shown}{more}"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    from models import WeightsError
+    from training.checkpoint import CheckpointError
+    from training.manifest import ManifestError
+    from training.model_setup import InitError
+    from training.train import OutputDirError
+
+    return ManifestError, OutputDirError, CheckpointError, WeightsError, InitError, FileNotFoundError
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--manifest", type=click.Path(path_type=Path), required=True, help="Manifest CSV (song, sample[, split, start_s, end_s]).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder (created).")
+@click.option("--config", "variant", type=click.Choice(sorted(PRESETS)), default=None,
+              help=f"Model variant [default: {DEFAULT_VARIANT}, or the --init-from file's].")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (overrides the preset).")
+@click.option("--init-from", type=str, default=None, help="Weights file (or URL) to start from.")
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt after its last epoch.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Windows per step per rank.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate.")
+@click.option("--epoch-size", type=click.IntRange(min=1), default=None, help="Training windows per epoch.")
+@click.option("--workers", type=click.IntRange(min=0), default=None, help="DataLoader worker processes.")
+@click.option("--threads", type=click.IntRange(min=0), default=None,
+              help="torch CPU threads per rank (0 = torch default).")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(manifest: Path, out_dir: Path, variant: str | None, epochs: int | None, init_from: str | None,
+         resume: bool, device: str, seed: int, batch_size: int | None, lr: float | None, epoch_size: int | None,
+         workers: int | None, threads: int | None, verbose: bool) -> None:
+    """Train an AST sample identifier; writes OUT/modelo_audio.pth, metrics.json and curves.png."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    from training.train import TrainRequest, run  # heavy imports after --help
+
+    cfg = make_config(variant or DEFAULT_VARIANT, epochs=epochs, device=device, seed=seed, batch_size=batch_size,
+                      lr=lr, epoch_size=epoch_size, workers=workers, threads=threads)
+    req = TrainRequest(manifest=manifest, out_dir=out_dir, config=cfg, init_from=init_from, resume=resume,
+                       variant_given=variant is not None)
+    try:
+        run(req)
+    except _usage_errors() as exc:
+        click.echo(f"ast-train: error: {_one_line(exc)}", err=True)
+        sys.exit(EXIT_USAGE)
+    except ValueError as exc:
+        click.echo(f"ast-train: error: {_one_line(exc)}", err=True)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        click.echo("ast-train: interrupted (resume with --resume)", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

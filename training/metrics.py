@@ -1,0 +1,150 @@
+"""Song-level evaluation (the shared scoring rule), ``metrics.json`` and ``curves.png``.
+
+Scoring rule, shared with ``serving``: cut each song into windows with ``training.dataset.song_windows``
+(hop = ``hop_fraction`` x window, default half a window), score every window, take per class the **max over
+windows** of the window probabilities, and rank classes by that song score. A song counts for top-k when its
+true label is among the k best classes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.dataset import song_windows
+
+logger = logging.getLogger(__name__)
+
+TOP_K = (1, 5)
+METRICS_NAME = "metrics.json"
+CURVES_NAME = "curves.png"
+
+
+@dataclass
+class SongSet:
+    """Decoded songs of one split, kept in memory for repeated evaluation."""
+
+    waves: list[np.ndarray]  # each float32 [S]
+    labels: list[int]  # class index per song
+
+    def __len__(self) -> int:
+        return len(self.waves)
+
+    def shard(self, rank: int, world_size: int) -> SongSet:
+        """Songs ``rank, rank + W, ...`` (ranks evaluate disjoint songs, then sum the hit counts)."""
+        return SongSet(self.waves[rank::world_size], self.labels[rank::world_size])
+
+
+@dataclass
+class SongHits:
+    """Hit counts over a set of songs (summable across ranks)."""
+
+    top1: int = 0
+    top5: int = 0
+    songs: int = 0
+
+    def rates(self) -> tuple[float | None, float | None]:
+        """(top-1, top-5) accuracy, or ``(None, None)`` when there were no songs."""
+        if self.songs == 0:
+            return None, None
+        return self.top1 / self.songs, self.top5 / self.songs
+
+
+def _window_batches(songs: SongSet, window: int, hop: int, batch_size: int
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (windows [N, S], song index per window [N]) batches spanning songs."""
+    buf: list[np.ndarray] = []
+    owners: list[np.ndarray] = []
+    count = 0
+    for i, wave in enumerate(songs.waves):
+        wins = song_windows(wave, window, hop)  # [n, S]
+        buf.append(wins)
+        owners.append(np.full(len(wins), i, dtype=np.int64))
+        count += len(wins)
+        while count >= batch_size:
+            stacked, owner = np.concatenate(buf), np.concatenate(owners)
+            yield stacked[:batch_size], owner[:batch_size]
+            buf, owners = [stacked[batch_size:]], [owner[batch_size:]]
+            count -= batch_size
+    if count:
+        yield np.concatenate(buf), np.concatenate(owners)
+
+
+def song_scores(model: torch.nn.Module, songs: SongSet, window: int, hop: int, batch_size: int,
+                device: torch.device) -> np.ndarray:
+    """Per-song class scores ``[num_songs, C]`` = max over the song's windows of the window probs.
+
+    ``model`` maps waveforms ``[B, S]`` to ``(probs [B, C], embedding)`` (``models.ScoringModel``).
+    """
+    scores: np.ndarray | None = None
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for wins, owner in _window_batches(songs, window, hop, batch_size):
+            probs, _ = model(torch.from_numpy(wins).to(device))  # [N, C]
+            probs = probs.float().cpu().numpy()
+            if scores is None:
+                scores = np.zeros((len(songs), probs.shape[1]), dtype=np.float32)
+            np.maximum.at(scores, owner, probs)
+    model.train(was_training)
+    return scores if scores is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def count_hits(scores: np.ndarray, labels: Sequence[int]) -> SongHits:
+    """Top-1 / top-5 hit counts of song scores ``[N, C]`` against true labels."""
+    hits = SongHits(songs=len(labels))
+    if not len(labels):
+        return hits
+    order = np.argsort(-scores, axis=1, kind="stable")  # [N, C]
+    truth = np.asarray(labels)[:, None]  # [N, 1]
+    hits.top1 = int((order[:, :1] == truth).any(axis=1).sum())
+    hits.top5 = int((order[:, : TOP_K[1]] == truth).any(axis=1).sum())
+    return hits
+
+
+def write_metrics(path: Path, epochs: list[dict[str, Any]], test: tuple[float | None, float | None],
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``metrics.json`` atomically: ``{"epochs": [...], "test_top1", "test_top5", **extra}``."""
+    data: dict[str, Any] = {"epochs": epochs, "test_top1": test[0], "test_top5": test[1], **(extra or {})}
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, path)
+    return data
+
+
+def plot_curves(path: Path, epochs: list[dict[str, Any]]) -> None:
+    """Save train loss (left axis) and val top-1/top-5 (right axis) per epoch as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    xs = [e["epoch"] for e in epochs]
+    fig, ax_loss = plt.subplots(figsize=(7, 4), dpi=100)
+    ax_loss.plot(xs, [e["train_loss"] for e in epochs], "o-", color="tab:red", label="train loss")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("train loss")
+    ax_acc = ax_loss.twinx()
+    for key, style in (("val_top1", "s-"), ("val_top5", "^--")):
+        ys = [np.nan if e[key] is None else e[key] for e in epochs]
+        ax_acc.plot(xs, ys, style, label=key.replace("_", " "))
+    ax_acc.set_ylabel("song-level accuracy")
+    ax_acc.set_ylim(0.0, 1.02)
+    lines = ax_loss.get_lines() + ax_acc.get_lines()
+    ax_loss.legend(lines, [ln.get_label() for ln in lines], loc="center right")
+    ax_loss.set_title("ast-train")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,236 @@
+"""``ast-train`` end to end: validate inputs, set up the model and data, run the epochs, write the outputs.
+
+Outputs in ``out_dir`` (written by rank 0 only):
+
+* ``modelo_audio.pth`` -- the weights of the **best validation epoch** (highest song-level val top-1, then
+  top-5; ties go to the later epoch; the last epoch when there is no val split), with ``train`` holding the
+  metrics, data fingerprint, software versions, config and wall time.
+* ``metrics.json`` -- ``{"epochs": [{"epoch", "train_loss", "val_top1", "val_top5"}, ...], "test_top1",
+  "test_top5", "best_epoch", "train_time_s", ...}``; test metrics are those of the saved weights (null
+  without a test split).
+* ``curves.png`` -- train loss and val accuracy per epoch.
+* ``checkpoint.pt`` -- everything ``--resume`` needs, rewritten atomically after every epoch.
+
+Resuming reuses the checkpoint's config (``--epochs`` may extend the run) and continues after the last
+completed epoch with the saved model, optimizer, scheduler and RNG states, so it ends where an uninterrupted
+run ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models import save_weights, window_samples
+from models.config import ast_config_from_dict, config_to_dict, fbank_config_from_dict
+from training import distributed
+from training.augment import AugmentConfig
+from training.audio import load_audio
+from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from training.config import TrainConfig
+from training.dataset import TrainWindows
+from training.distributed import DistInfo
+from training.loop import Trainer
+from training.manifest import Manifest, load_manifest
+from training.metrics import CURVES_NAME, METRICS_NAME, SongSet, plot_curves, write_metrics
+from training.model_setup import (
+    ModelSpec,
+    data_fingerprint,
+    estimate_norm,
+    fresh_spec,
+    init_spec,
+    software_versions,
+    weights_file,
+)
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "modelo_audio.pth"
+NORM_SEED_OFFSET = 7919  # norm-stat windows are drawn apart from the training stream
+
+
+class OutputDirError(OSError):
+    """``--out`` cannot be created or written."""
+
+
+@dataclass
+class TrainRequest:
+    """What the CLI asks for (paths and modes; hyper-parameters live in :class:`TrainConfig`)."""
+
+    manifest: Path
+    out_dir: Path
+    config: TrainConfig
+    init_from: str | None = None
+    resume: bool = False
+    variant_given: bool = True  # False: --init-from decides the variant
+
+
+def check_out_dir(out_dir: Path, rank: int = 0) -> None:
+    """Create ``out_dir`` and prove it is writable with a probe file.
+
+    Raises:
+        OutputDirError: one-line reason.
+    """
+    probe = Path(out_dir) / f".ast-train-probe-{rank}-{uuid.uuid4().hex}"
+    try:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputDirError(f"--out {out_dir} is not writable: {exc.strerror or exc}") from exc
+
+
+def resolve_device(name: str, info: DistInfo) -> torch.device:
+    """``auto`` -> CUDA when available; under DDP on CUDA each rank takes GPU ``local_rank``."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda requested but no CUDA device is available")
+        return torch.device("cuda", info.local_rank % torch.cuda.device_count())
+    if name != "cpu":
+        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and ``random``."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def load_songs(entries: list[Any], labels: list[str], sample_rate: int) -> SongSet:
+    """Decode whole songs (the eval rule scores complete songs) into memory."""
+    index = {label: i for i, label in enumerate(labels)}
+    return SongSet([load_audio(e.path, sample_rate) for e in entries], [index[e.sample] for e in entries])
+
+
+def _spec_from_checkpoint(ckpt: dict[str, Any], manifest: Manifest) -> ModelSpec:
+    if list(ckpt["labels"]) != list(manifest.labels):
+        raise CheckpointError("checkpoint labels differ from the manifest's; resume with the same manifest")
+    norm = ckpt["norm"]
+    return ModelSpec(fbank_config_from_dict(ckpt["fbank_config"]), ast_config_from_dict(ckpt["model_config"]),
+                     list(ckpt["labels"]), (float(norm["mean"]), float(norm["std"])), None, ckpt.get("init_from"))
+
+
+def _resolve_spec(req: TrainRequest, manifest: Manifest, ckpt: dict[str, Any] | None) -> ModelSpec:
+    cfg = req.config
+    if ckpt is not None:
+        return _spec_from_checkpoint(ckpt, manifest)
+    if req.init_from:
+        variant = cfg.variant if req.variant_given else None
+        return init_spec(req.init_from, variant, manifest.labels, cfg.model_overrides)
+    return fresh_spec(cfg.variant, manifest.labels, cfg.model_overrides)
+
+
+def _resume_config(req: TrainRequest, ckpt: dict[str, Any]) -> TrainConfig:
+    cfg = TrainConfig.from_dict(ckpt["config"])
+    cfg.epochs, cfg.device, cfg.workers, cfg.threads = (req.config.epochs, req.config.device,
+                                                        req.config.workers, req.config.threads)
+    return cfg
+
+
+def prepare(req: TrainRequest, info: DistInfo) -> tuple[Manifest, dict[str, Any] | None]:
+    """Checks that must pass before any training step: manifest, output folder, checkpoint."""
+    manifest = load_manifest(req.manifest)
+    check_out_dir(req.out_dir, info.rank)
+    ckpt = load_checkpoint(req.out_dir / CHECKPOINT_NAME) if req.resume else None
+    if ckpt is not None:
+        req.config = _resume_config(req, ckpt)
+    return manifest, ckpt
+
+
+def build(req: TrainRequest, manifest: Manifest, ckpt: dict[str, Any] | None, info: DistInfo,
+          device: torch.device) -> tuple[Trainer, ModelSpec]:
+    """Model spec, norm stats, training windows and the :class:`Trainer` (state restored on resume)."""
+    cfg = req.config
+    seed_everything(cfg.seed)
+    spec = _resolve_spec(req, manifest, ckpt)
+    window = window_samples(spec.fbank_cfg, spec.ast_cfg)
+    train_set = TrainWindows(manifest, window, seed=cfg.seed, augment=AugmentConfig(),
+                             epoch_size=cfg.epoch_size)
+    if spec.norm is None:
+        norm_set = TrainWindows(manifest, window, seed=cfg.seed + NORM_SEED_OFFSET, augment=AugmentConfig(),
+                                epoch_size=cfg.norm_windows)
+        spec.norm = estimate_norm(spec.fbank_cfg, norm_set, cfg.norm_windows)
+        logger.info("fbank norm stats from %d training windows: mean %.4f std %.4f", cfg.norm_windows,
+                    *spec.norm)
+    model = spec.build().to(device)
+    trainer = Trainer(cfg, model, train_set, info, device)
+    if ckpt is not None:
+        trainer.load_checkpoint_state(ckpt)
+        logger.info("resumed from %s after epoch %d", req.out_dir / CHECKPOINT_NAME, trainer.state.epoch)
+    return trainer, spec
+
+
+def _checkpoint(req: TrainRequest, trainer: Trainer, spec: ModelSpec) -> dict[str, Any]:
+    norm = spec.norm or (0.0, 1.0)  # always set by build()
+    return {**trainer.checkpoint_state(), "config": req.config.to_dict(),
+            "model_config": config_to_dict(spec.ast_cfg), "fbank_config": config_to_dict(spec.fbank_cfg),
+            "labels": list(spec.labels), "norm": {"mean": norm[0], "std": norm[1]},
+            "init_from": spec.init_from}
+
+
+def _finish(req: TrainRequest, trainer: Trainer, spec: ModelSpec, manifest: Manifest,
+            test: SongSet) -> dict[str, Any]:
+    """Best weights -> test metrics -> weights file, metrics.json, curves.png (files on rank 0 only)."""
+    st, cfg, info = trainer.state, req.config, trainer.info
+    if st.best_state is not None:
+        trainer.model.ast.load_state_dict(st.best_state)
+    test_metrics = trainer.evaluate(test) if len(test) else (None, None)
+    extra = {"best_epoch": st.best_epoch, "train_time_s": round(st.elapsed_s, 3),
+             "epoch_time_s": [round(s, 3) for s in st.epoch_seconds], "world_size": info.world_size,
+             "device": trainer.device.type}
+    metrics = {"epochs": st.history, "test_top1": test_metrics[0], "test_top5": test_metrics[1], **extra}
+    if not info.is_main:
+        return metrics
+    train_info = {"metrics": metrics, "data_fingerprint": data_fingerprint(req.manifest, manifest),
+                  "versions": software_versions(), "config": cfg.to_dict(), "train_time_s": st.elapsed_s,
+                  "init_from": spec.init_from, "manifest": str(req.manifest)}
+    save_weights(req.out_dir / WEIGHTS_NAME, weights_file(spec, trainer.model.ast.state_dict(), train_info))
+    write_metrics(req.out_dir / METRICS_NAME, st.history, test_metrics, extra)
+    plot_curves(req.out_dir / CURVES_NAME, st.history)
+    logger.info("test top1 %s top5 %s (best epoch %d, %.1fs); wrote %s", test_metrics[0], test_metrics[1],
+                st.best_epoch, st.elapsed_s, req.out_dir / WEIGHTS_NAME)
+    return metrics
+
+
+def run(req: TrainRequest, info: DistInfo | None = None) -> dict[str, Any]:
+    """Train as ``req`` says and return the metrics (as written to ``metrics.json``).
+
+    Raises:
+        training.manifest.ManifestError, OutputDirError, CheckpointError, models.WeightsError,
+        training.model_setup.InitError, ValueError: bad input, all raised before the first step.
+    """
+    info = info or distributed.env_info()
+    manifest, ckpt = prepare(req, info)
+    cfg = req.config
+    device = resolve_device(cfg.device, info)
+    if device.type == "cpu" and cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    distributed.setup(info, device)
+    try:
+        trainer, spec = build(req, manifest, ckpt, info, device)
+        val = load_songs(manifest.split("val"), manifest.labels, spec.fbank_cfg.sample_rate)
+        test = load_songs(manifest.split("test"), manifest.labels, spec.fbank_cfg.sample_rate)
+        logger.info("training %s: %d labels, %d windows/epoch, %d steps/epoch, %d val / %d test songs, %s x%d",
+                    cfg.variant, len(manifest.labels), len(trainer.train_set), trainer.steps_per_epoch,
+                    len(val), len(test), device, info.world_size)
+        for epoch in range(trainer.state.epoch, cfg.epochs):
+            trainer.run_epoch(epoch, val)
+            if info.is_main:
+                save_checkpoint(req.out_dir / CHECKPOINT_NAME, _checkpoint(req, trainer, spec))
+        metrics = _finish(req, trainer, spec, manifest, test)
+        distributed.barrier()
+        return metrics
+    finally:
+        distributed.cleanup()
+
