@@ -45,7 +45,8 @@ SIGNALS = {
     "music": lambda n: music(n),
     "silence": silence,
     "clipping": square,
-    "quiet": lambda n: music(n, seed=1, amplitude=1e-5),
+    "quiet": lambda n: music(n, seed=1, amplitude=1e-5),  # every mel energy is below the log floor
+    "soft": lambda n: music(n, seed=2, amplitude=1e-3),  # about half the mel energies straddle the floor
 }
 
 
