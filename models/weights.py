@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ REQUIRED_KEYS = ("format", "model_config", "fbank_config", "labels", "norm", "st
 HASH_CHUNK_BYTES = 1 << 20
 MAX_MESSAGE_CHARS = 300
 PLAIN_SCALARS = (str, int, float, bool, type(None))
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class WeightsError(ValueError):
@@ -85,6 +88,11 @@ def load_weights(path: str | os.PathLike) -> WeightsFile:
     path = Path(path)
     try:
         data = torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(
+            f"{path}: refused: it holds objects that could run code on load "
+            f"({_unpickler_reason(exc)}); re-save it with plain values only"
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - any failure to read is a bad weights file
         raise WeightsError(f"{path}: cannot read weights file ({_one_line(exc)})") from exc
     try:
@@ -194,9 +202,16 @@ def _check_plain(value: Any, where: str) -> None:
     )
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
+def _unpickler_reason(exc: BaseException) -> str:
+    """The useful sentence of torch's long weights_only refusal (e.g. "Unsupported global: ...")."""
+    text = _one_line(exc, limit=10 * MAX_MESSAGE_CHARS)
+    found = re.search(r"WeightsUnpickler error: ([^.]*)", text)
+    return found.group(1).strip() if found else _one_line(exc)
+
+
+def _one_line(exc: BaseException, limit: int = MAX_MESSAGE_CHARS) -> str:
+    text = ANSI_ESCAPE.sub("", " ".join(str(exc).split())) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _fsync_dir(folder: Path) -> None:
