@@ -82,6 +82,7 @@ class AST(nn.Module):
         self.head_norm = norm_layer(dim)
         self.head = nn.Linear(dim, cfg.num_classes)
         self.init_weights()
+        self.set_fused_attn(True)  # SDPA for training; exporters switch to the explicit form
 
     def init_weights(self) -> None:
         """ViT/DeiT init: truncated normal (std 0.02) for tokens, positions and linears; unit LayerNorms."""
