@@ -1,0 +1,247 @@
+"""Read and validate a training manifest (DESIGN.md §2).
+
+A manifest is a CSV file with a header:
+
+- required columns ``song`` (audio path, relative to the manifest's folder) and ``sample`` (the label);
+- optional ``split`` (``train``/``val``/``test``; other values are skipped with one warning giving the count),
+  ``start_s`` and ``end_s`` (where the sample sounds in the song; missing or empty = the whole song);
+- any other column is ignored.
+
+Without a ``split`` column every song is ``train``. Without any ``val`` song, a validation split is carved from
+``train``, stratified by label: about :data:`VAL_FRACTION` of each label's songs, chosen by a seeded shuffle,
+and never a label's last train song.
+
+An optional ``records.csv`` beside the manifest (columns ``sample`` and ``sample_path``; extra columns such as
+``record_path`` are ignored) points at the original recording of each sample.
+
+Every problem found (missing columns or files, bad numbers, val/test labels absent from train, an empty train
+split) is collected and raised at once as :class:`ManifestError`, before any training starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+REQUIRED_COLUMNS = ("song", "sample")
+RECORD_COLUMNS = ("sample", "sample_path")
+RECORDS_FILE = "records.csv"
+VAL_FRACTION = 0.15  # share of each label's train songs moved to val when the manifest has no val split
+VAL_SEED = 0  # fixed so the carved split is the same on every run and every DDP rank
+MAX_PROBLEMS_SHOWN = 10
+
+
+class ManifestError(ValueError):
+    """The manifest (or records.csv) cannot be used; the message lists the first problems."""
+
+    def __init__(self, path: Path, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        shown = problems[:MAX_PROBLEMS_SHOWN]
+        more = len(problems) - len(shown)
+        lines = "\n".join(f"  - {p}" for p in shown)
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        super().__init__(f"{path}: {len(problems)} problem(s):\n{lines}{tail}")
+
+
+@dataclass(frozen=True)
+class SongEntry:
+    """One manifest row.
+
+    Attributes:
+        path: absolute path of the song's audio file.
+        sample: the label (which sample the song uses).
+        split: ``train``, ``val`` or ``test``.
+        start_s: where the sample starts sounding in the song, seconds (None = unknown).
+        end_s: where it stops, seconds (None = unknown).
+    """
+
+    path: Path
+    sample: str
+    split: str
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+@dataclass
+class Manifest:
+    """A validated manifest.
+
+    Attributes:
+        entries: every kept row (train, val and test).
+        labels: sorted train labels; the class index is the position in this list.
+        records: sample -> absolute path of its original recording (from records.csv; may be empty).
+        root: the manifest's folder (paths are relative to it).
+    """
+
+    entries: list[SongEntry]
+    labels: list[str]
+    records: dict[str, Path] = field(default_factory=dict)
+    root: Path = Path(".")
+
+    def split(self, name: str) -> list[SongEntry]:
+        """Entries of one split (``train``, ``val`` or ``test``), in manifest order."""
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected one of {', '.join(SPLITS)}")
+        return [e for e in self.entries if e.split == name]
+
+    def label_index(self) -> dict[str, int]:
+        """Label -> class index."""
+        return {label: i for i, label in enumerate(self.labels)}
+
+
+def _parse_time(text: str | None, column: str, where: str, problems: list[str]) -> float | None:
+    """Parse an optional seconds value; records a problem on a bad number."""
+    if text is None or not text.strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        problems.append(f"{where}: {column}={text!r} is not a number")
+        return None
+    if value != value or value < 0 or value == float("inf"):
+        problems.append(f"{where}: {column}={text!r} must be a finite number >= 0")
+        return None
+    return value
+
+
+def _parse_row(row: dict[str, str | None], line: int, root: Path, has_split: bool,
+               problems: list[str]) -> SongEntry | None:
+    """Turn one CSV row into a SongEntry (None when the row's split is not one of SPLITS)."""
+    split = (row.get("split") or "").strip() if has_split else "train"
+    if split not in SPLITS:
+        return None
+    where = f"line {line}"
+    song = (row.get("song") or "").strip()
+    sample = (row.get("sample") or "").strip()
+    if not song or not sample:
+        problems.append(f"{where}: empty song or sample")
+        return None
+    path = (root / song).resolve()
+    if not path.is_file():
+        problems.append(f"{where}: song file not found: {path}")
+    start = _parse_time(row.get("start_s"), "start_s", where, problems)
+    end = _parse_time(row.get("end_s"), "end_s", where, problems)
+    if start is not None and end is not None and end <= start:
+        problems.append(f"{where}: end_s={end} must be greater than start_s={start}")
+        start = end = None
+    return SongEntry(path=path, sample=sample, split=split, start_s=start, end_s=end)
+
+
+def _read_rows(path: Path, required: tuple[str, ...], problems: list[str]) -> tuple[list[str], list[dict]]:
+    """Read a CSV with header; records missing required columns as problems."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            reader.fieldnames = columns
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ManifestError(path, [f"cannot read: {exc}"]) from exc
+    missing = [c for c in required if c not in columns]
+    if missing:
+        problems.append(f"{path.name}: missing column(s) {', '.join(missing)} (found: {', '.join(columns)})")
+    return columns, rows
+
+
+def _load_records(path: Path, problems: list[str]) -> dict[str, Path]:
+    """Read records.csv beside the manifest: sample -> absolute sample_path."""
+    if not path.is_file():
+        return {}
+    columns, rows = _read_rows(path, RECORD_COLUMNS, problems)
+    if any(c not in columns for c in RECORD_COLUMNS):
+        return {}
+    records: dict[str, Path] = {}
+    for line, row in enumerate(rows, start=2):
+        sample, rel = (row.get("sample") or "").strip(), (row.get("sample_path") or "").strip()
+        if not sample or not rel:
+            problems.append(f"{path.name} line {line}: empty sample or sample_path")
+            continue
+        full = (path.parent / rel).resolve()
+        if not full.is_file():
+            problems.append(f"{path.name} line {line}: sample_path not found: {full}")
+        records[sample] = full
+    return records
+
+
+def carve_val(entries: list[SongEntry], fraction: float = VAL_FRACTION, seed: int = VAL_SEED) -> list[SongEntry]:
+    """Move about ``fraction`` of each label's train songs to val, keeping at least one train song per label.
+
+    Deterministic: songs are shuffled by a seeded RNG per label (sorted by path first), so the result does not
+    depend on the manifest's row order.
+    """
+    by_label: dict[str, list[SongEntry]] = defaultdict(list)
+    for e in entries:
+        if e.split == "train":
+            by_label[e.sample].append(e)
+    moved: set[Path] = set()
+    for label in sorted(by_label):
+        songs = sorted(by_label[label], key=lambda e: str(e.path))
+        n_val = min(len(songs) - 1, max(1, round(fraction * len(songs))))
+        random.Random(f"{seed}:{label}").shuffle(songs)
+        moved.update(e.path for e in songs[:n_val])
+    out = [replace(e, split="val") if e.split == "train" and e.path in moved else e for e in entries]
+    logger.info("no val split in the manifest: carved %d val songs from train (stratified by label)",
+                len(moved))
+    return out
+
+
+def _check_splits(entries: list[SongEntry], problems: list[str]) -> list[str]:
+    """Check split/label consistency; returns the sorted train labels."""
+    labels = sorted({e.sample for e in entries if e.split == "train"})
+    if not labels:
+        problems.append("the train split is empty")
+        return labels
+    known = set(labels)
+    unknown = Counter(e.sample for e in entries if e.split in ("val", "test") and e.sample not in known)
+    for label, count in sorted(unknown.items()):
+        problems.append(f"label {label!r} appears in val/test ({count} song(s)) but not in train")
+    return labels
+
+
+def load_manifest(path: str | Path, *, carve_fraction: float = VAL_FRACTION) -> Manifest:
+    """Load and validate a manifest.
+
+    Args:
+        path: the manifest CSV.
+        carve_fraction: share of each label's train songs carved into val when there is no val split.
+
+    Returns:
+        The validated :class:`Manifest`.
+
+    Raises:
+        ManifestError: listing the first problems found (all rows are checked before raising).
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ManifestError(path, ["manifest file not found"])
+    problems: list[str] = []
+    columns, rows = _read_rows(path, REQUIRED_COLUMNS, problems)
+    if problems:
+        raise ManifestError(path, problems)
+    has_split = "split" in columns
+    entries = []
+    for line, row in enumerate(rows, start=2):
+        entry = _parse_row(row, line, path.parent, has_split, problems)
+        if entry is not None:
+            entries.append(entry)
+    skipped = sum(1 for r in rows if has_split and (r.get("split") or "").strip() not in SPLITS)
+    if skipped:
+        logger.warning("%s: skipped %d row(s) whose split is not one of %s", path.name, skipped, "/".join(SPLITS))
+    records = _load_records(path.parent / RECORDS_FILE, problems)
+    if not any(e.split == "val" for e in entries) and carve_fraction > 0:
+        entries = carve_val(entries, carve_fraction)
+    labels = _check_splits(entries, problems)
+    if problems:
+        raise ManifestError(path, problems)
+    counts = Counter(e.split for e in entries)
+    logger.info("%s: %d labels, %s songs, %d records", path.name, len(labels),
+                ", ".join(f"{counts[s]} {s}" for s in SPLITS), len(records))
+    return Manifest(entries=entries, labels=labels, records=records, root=path.parent)
