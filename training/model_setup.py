@@ -157,8 +157,9 @@ def software_versions() -> dict[str, str]:
     import timm
     import torchaudio
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchaudio": torchaudio.__version__,
-            "timm": timm.__version__, "numpy": np.__version__}
+    # str(): torch.__version__ is a TorchVersion, which torch.load(weights_only=True) refuses.
+    return {"python": platform.python_version(), "torch": str(torch.__version__),
+            "torchaudio": str(torchaudio.__version__), "timm": str(timm.__version__), "numpy": str(np.__version__)}
 
 
 def weights_file(spec: ModelSpec, state_dict: dict[str, torch.Tensor], train: dict[str, Any]) -> WeightsFile:

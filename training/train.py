@@ -31,8 +31,8 @@ import torch
 from models import save_weights, window_samples
 from models.config import ast_config_from_dict, config_to_dict, fbank_config_from_dict
 from training import distributed
-from training.augment import AugmentConfig
 from training.audio import load_audio
+from training.augment import AugmentConfig
 from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.dataset import TrainWindows
@@ -53,7 +53,7 @@ from training.model_setup import (
 logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "modelo_audio.pth"
-NORM_SEED_OFFSET = 7919  # norm-stat windows are drawn apart from the training stream
+NORM_EPOCH = 1_000_000  # epoch index whose windows estimate the norm stats (never trained on)
 
 
 class OutputDirError(OSError):
@@ -158,11 +158,12 @@ def build(req: TrainRequest, manifest: Manifest, ckpt: dict[str, Any] | None, in
     train_set = TrainWindows(manifest, window, seed=cfg.seed, augment=AugmentConfig(),
                              epoch_size=cfg.epoch_size)
     if spec.norm is None:
-        norm_set = TrainWindows(manifest, window, seed=cfg.seed + NORM_SEED_OFFSET, augment=AugmentConfig(),
-                                epoch_size=cfg.norm_windows)
-        spec.norm = estimate_norm(spec.fbank_cfg, norm_set, cfg.norm_windows)
-        logger.info("fbank norm stats from %d training windows: mean %.4f std %.4f", cfg.norm_windows,
-                    *spec.norm)
+        # A far-away epoch of the same stream: windows like the training ones, without decoding twice.
+        train_set.set_epoch(NORM_EPOCH)
+        spec.norm = estimate_norm(spec.fbank_cfg, train_set, cfg.norm_windows)
+        train_set.set_epoch(0)
+        logger.info("fbank norm stats from %d training windows: mean %.4f std %.4f",
+                    min(cfg.norm_windows, len(train_set)), *spec.norm)
     model = spec.build().to(device)
     trainer = Trainer(cfg, model, train_set, info, device)
     if ckpt is not None:
