@@ -12,6 +12,7 @@ import warnings
 import click
 
 from ast_export.commands import onnx_cmd, pt2_cmd, torchscript_cmd, verify_cmd
+from ast_export.import_cli import import_cmd
 
 LOG_FORMAT = "%(message)s"
 PACKAGE_LOGGER = "ast_export"
@@ -35,3 +36,4 @@ main.add_command(onnx_cmd)
 main.add_command(torchscript_cmd)
 main.add_command(pt2_cmd)
 main.add_command(verify_cmd)
+main.add_command(import_cmd)
