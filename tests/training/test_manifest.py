@@ -1,0 +1,156 @@
+"""Manifest loading: happy path, every error kind, split warning, val carving, records.csv."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from training.manifest import MAX_PROBLEMS_SHOWN, ManifestError, carve_val, load_manifest
+from training.manifest_paths import main as paths_main
+
+
+def _wav(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.zeros(160, dtype=np.float32), 16000)
+    return path.name
+
+
+def _write(root: Path, header: str, rows: list[str], name: str = "manifest.csv") -> Path:
+    path = root / name
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+@pytest.fixture
+def songs(tmp_path: Path) -> Path:
+    for i in range(8):
+        _wav(tmp_path / "audio" / f"s{i}.wav")
+    return tmp_path
+
+
+def test_happy_path(songs: Path) -> None:
+    path = _write(songs, "song,sample,split,start_s,end_s,extra", [
+        "audio/s0.wav,b,train,1.0,2.5,x", "audio/s1.wav,a,train,,,y", "audio/s2.wav,a,val,0,1,z",
+        "audio/s3.wav,b,test,,,", "audio/s4.wav,a,train,,,",
+    ])
+    m = load_manifest(path)
+    assert m.labels == ["a", "b"]
+    assert m.root == songs.resolve()
+    assert [e.path.name for e in m.split("train")] == ["s0.wav", "s1.wav", "s4.wav"]
+    assert [e.path.name for e in m.split("val")] == ["s2.wav"]
+    assert [e.path.name for e in m.split("test")] == ["s3.wav"]
+    first = m.split("train")[0]
+    assert first.path.is_absolute() and (first.start_s, first.end_s) == (1.0, 2.5)
+    assert m.split("train")[1].start_s is None
+    assert m.records == {}
+    assert m.label_index() == {"a": 0, "b": 1}
+
+
+def test_missing_columns(songs: Path) -> None:
+    path = _write(songs, "file,label", ["audio/s0.wav,a"])
+    with pytest.raises(ManifestError, match="missing column"):
+        load_manifest(path)
+
+
+def test_missing_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="not found"):
+        load_manifest(tmp_path / "nope.csv")
+
+
+def test_missing_files_are_listed(songs: Path) -> None:
+    path = _write(songs, "song,sample", ["audio/s0.wav,a", "audio/gone.wav,a", "audio/gone2.wav,b"])
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    assert "gone.wav" in str(info.value) and "gone2.wav" in str(info.value)
+    assert len(info.value.problems) == 2
+    assert isinstance(info.value, ValueError)
+
+
+def test_unknown_val_test_labels(songs: Path) -> None:
+    path = _write(songs, "song,sample,split", ["audio/s0.wav,a,train", "audio/s1.wav,a,val",
+                                               "audio/s2.wav,z,test", "audio/s3.wav,y,val"])
+    with pytest.raises(ManifestError, match="'z'.*not in train"):
+        load_manifest(path)
+
+
+def test_empty_train(songs: Path) -> None:
+    path = _write(songs, "song,sample,split", ["audio/s0.wav,a,test"])
+    with pytest.raises(ManifestError, match="train split is empty"):
+        load_manifest(path)
+
+
+@pytest.mark.parametrize(("start", "end", "needle"), [
+    ("2", "1", "greater than start_s"), ("x", "", "not a number"), ("-1", "", ">= 0"), ("1", "1", "greater"),
+])
+def test_bad_times(songs: Path, start: str, end: str, needle: str) -> None:
+    path = _write(songs, "song,sample,start_s,end_s", [f"audio/s0.wav,a,{start},{end}"])
+    with pytest.raises(ManifestError, match=needle):
+        load_manifest(path)
+
+
+def test_problem_list_is_truncated(songs: Path) -> None:
+    rows = [f"audio/missing{i}.wav,a" for i in range(MAX_PROBLEMS_SHOWN + 5)]
+    with pytest.raises(ManifestError, match="and 5 more") as info:
+        load_manifest(_write(songs, "song,sample", rows))
+    assert str(info.value).count("missing") == MAX_PROBLEMS_SHOWN
+
+
+def test_other_splits_skipped_with_one_warning(songs: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = _write(songs, "song,sample,split", ["audio/s0.wav,a,train", "audio/s1.wav,a,open",
+                                               "audio/s2.wav,b,open", "audio/s3.wav,a,val", "audio/s4.wav,a,"])
+    with caplog.at_level(logging.WARNING, logger="training.manifest"):
+        m = load_manifest(path)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "3 row(s)" in warnings[0].getMessage()
+    assert len(m.entries) == 2
+
+
+def test_no_split_column_carves_val(songs: Path) -> None:
+    rows = [f"audio/s{i}.wav,{'a' if i < 7 else 'b'}" for i in range(8)]
+    m = load_manifest(_write(songs, "song,sample", rows))
+    val, train = m.split("val"), m.split("train")
+    assert len(val) == 1 and val[0].sample == "a"  # 'b' has one song: it stays in train
+    assert {e.sample for e in train} == {"a", "b"}
+    again = load_manifest(_write(songs, "song,sample", list(reversed(rows))))
+    assert {e.path for e in again.split("val")} == {e.path for e in val}  # row order does not matter
+
+
+def test_carve_keeps_one_train_song_per_label(songs: Path) -> None:
+    m = load_manifest(_write(songs, "song,sample,split", [f"audio/s{i}.wav,a,train" for i in range(2)]))
+    carved = carve_val(m.entries + [], fraction=0.9)
+    assert sum(e.split == "train" for e in carved) >= 1
+
+
+def test_records(songs: Path) -> None:
+    _wav(songs / "rec" / "a_sample.wav")
+    (songs / "records.csv").write_text("sample,record_path,sample_path,source_file\na,x.flac,rec/a_sample.wav,q\n")
+    m = load_manifest(_write(songs, "song,sample", ["audio/s0.wav,a"]))
+    assert m.records == {"a": (songs / "rec" / "a_sample.wav").resolve()}
+
+
+def test_records_missing_file(songs: Path) -> None:
+    (songs / "records.csv").write_text("sample,sample_path\na,rec/none.wav\n")
+    with pytest.raises(ManifestError, match="sample_path not found"):
+        load_manifest(_write(songs, "song,sample", ["audio/s0.wav,a"]))
+
+
+def test_records_missing_column(songs: Path) -> None:
+    (songs / "records.csv").write_text("sample,path\na,x.wav\n")
+    with pytest.raises(ManifestError, match="records.csv: missing column"):
+        load_manifest(_write(songs, "song,sample", ["audio/s0.wav,a"]))
+
+
+def test_manifest_paths_cli(songs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(songs, "song,sample,split", ["audio/s0.wav,a,train", "audio/s1.wav,a,test",
+                                               "audio/s2.wav,a,test"])
+    monkeypatch.chdir(songs)
+    result = CliRunner().invoke(paths_main, [str(path), "--split", "test"])
+    assert result.exit_code == 0, result.output
+    assert result.output.split() == ["audio/s1.wav", "audio/s2.wav"]
+    bad = CliRunner().invoke(paths_main, [str(_write(songs, "x,y", ["1,2"], "bad.csv"))])
+    assert bad.exit_code != 0 and "missing column" in bad.output
