@@ -10,6 +10,7 @@ CUDA); ``--epoch-size`` and ``--batch-size`` are then the total windows per epoc
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -72,7 +73,7 @@ def main(manifest: Path, out_dir: Path, variant: str | None, epochs: int | None,
     req = TrainRequest(manifest=manifest, out_dir=out_dir, config=cfg, init_from=init_from, resume=resume,
                        variant_given=variant is not None)
     try:
-        run(req)
+        metrics = run(req)
     except _usage_errors() as exc:
         click.echo(f"ast-train: error: {_one_line(exc)}", err=True)
         sys.exit(EXIT_USAGE)
@@ -82,6 +83,11 @@ def main(manifest: Path, out_dir: Path, variant: str | None, epochs: int | None,
     except KeyboardInterrupt:
         click.echo("ast-train: interrupted (resume with --resume)", err=True)
         sys.exit(130)
+    if metrics.get("rank", 0) == 0:  # the result on stdout, one JSON line (logs went to stderr)
+        summary = {"weights": str(out_dir / "modelo_audio.pth"), "test_top1": metrics["test_top1"],
+                   "test_top5": metrics["test_top5"], "best_epoch": metrics["best_epoch"],
+                   "train_time_s": metrics["train_time_s"]}
+        click.echo(json.dumps(summary))
 
 
 if __name__ == "__main__":

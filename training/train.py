@@ -192,7 +192,7 @@ def _finish(req: TrainRequest, trainer: Trainer, spec: ModelSpec, manifest: Mani
              "device": trainer.device.type}
     metrics = {"epochs": st.history, "test_top1": test_metrics[0], "test_top5": test_metrics[1], **extra}
     if not info.is_main:
-        return metrics
+        return {**metrics, "rank": info.rank}
     train_info = {"metrics": metrics, "data_fingerprint": data_fingerprint(req.manifest, manifest),
                   "versions": software_versions(), "config": cfg.to_dict(), "train_time_s": st.elapsed_s,
                   "init_from": spec.init_from, "manifest": str(req.manifest)}

@@ -1,0 +1,96 @@
+"""``ast-train`` command line: help, one-line usage errors (exit 2), and an end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.training.train_helpers import write_manifest
+from training.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+EXIT_USAGE = 2
+FAST = ["--epochs", "1", "--epoch-size", "16", "--batch-size", "8", "--threads", "1", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_manifest(tmp_path_factory.mktemp("data"))
+
+
+def _assert_one_line_error(result: object) -> None:
+    assert result.exit_code == EXIT_USAGE, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("ast-train: error:")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_the_contract_options() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for option in ("--manifest", "--out", "--config", "--epochs", "--init-from", "--resume", "--device",
+                   "--seed", "--batch-size", "--lr", "--epoch-size", "--workers", "--threads"):
+        assert option in result.output, option
+
+
+def test_missing_manifest_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--manifest", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")])
+    _assert_one_line_error(result)
+
+
+def test_bad_manifest_rows_are_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "manifest.csv"
+    bad.write_text("song,sample,split\nmissing1.wav,a,train\nmissing2.wav,b,train\n")
+    result = CliRunner().invoke(main, ["--manifest", str(bad), "--out", str(tmp_path / "o")])
+    _assert_one_line_error(result)
+    assert not (tmp_path / "o").exists()  # nothing created before the manifest passed
+
+
+def test_unwritable_out_is_a_usage_error(manifest: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(main, ["--manifest", str(manifest), "--out", str(blocker / "out")])
+    _assert_one_line_error(result)
+    assert "not writable" in result.stderr
+
+
+def test_resume_without_checkpoint_is_a_usage_error(manifest: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--manifest", str(manifest), "--out", str(tmp_path), "--resume"])
+    _assert_one_line_error(result)
+
+
+def test_bad_init_from_is_a_usage_error(manifest: Path, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"junk")
+    result = CliRunner().invoke(main, ["--manifest", str(manifest), "--out", str(tmp_path / "o"),
+                                       "--init-from", str(junk), *FAST])
+    _assert_one_line_error(result)
+
+
+def test_python_dash_m_training_help() -> None:
+    proc = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "--manifest" in proc.stdout
+
+
+def test_ast_train_end_to_end(manifest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    exe = VENV_BIN / "ast-train"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "training"]
+    proc = subprocess.run([*cmd, "--manifest", str(manifest), "--out", str(out), "--config", "tiny", *FAST],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("modelo_audio.pth", "metrics.json", "curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"epochs", "test_top1", "test_top5"} <= set(metrics)
+    assert list(metrics["epochs"][0]) == ["epoch", "train_loss", "val_top1", "val_top5"]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["test_top1"] == metrics["test_top1"]
+    assert "epoch 1/1" in proc.stderr  # per-epoch log line
