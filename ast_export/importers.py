@@ -322,7 +322,7 @@ def _finish(state: dict[str, torch.Tensor], cfg: ASTConfig, labels: list[str], n
         raise CheckpointImportError(f"converted weights do not fit {cfg}: {' '.join(str(exc).split())[:300]}") from exc
     if options.source_sha256:
         source["expected_sha256"] = options.source_sha256
-    train = {"imported_from": source, "torch": torch.__version__}
+    train = {"imported_from": source, "torch": str(torch.__version__)}
     logger.info("imported %s AST: dim %d, depth %d, heads %d, grid %s, %d frames, %d classes, eps %g, norm %.4f/%.4f",
                 source["format"], cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.grid, cfg.target_frames,
                 cfg.num_classes, cfg.layer_norm_eps, norm[0], norm[1])

@@ -103,6 +103,10 @@ def check_onnx(model: onnx.ModelProto) -> None:
     (``com.microsoft``: fused attention, quantised matmuls); graphs using them get the structural check, and
     onnxruntime loading them in ``verify`` covers the rest.
     """
+    bad = forbidden_nodes(model)
+    if bad:
+        raise ExportError(f"graph holds {len(bad)} DFT/STFT node(s) ({', '.join(bad[:3])}); the frontend "
+                          "must be matmul-based so every node can run on the CUDA EP")
     contrib = _contrib_domains(model)
     known = {o.domain for o in model.opset_import}
     for domain in sorted(contrib - known):  # some rewriters forget to declare the domain they introduce
@@ -111,10 +115,6 @@ def check_onnx(model: onnx.ModelProto) -> None:
         onnx.checker.check_model(model, full_check=not contrib)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
         raise ExportError(f"ONNX checker rejected the graph: {str(err).splitlines()[0]}") from err
-    bad = forbidden_nodes(model)
-    if bad:
-        raise ExportError(f"graph holds {len(bad)} DFT/STFT node(s) ({', '.join(bad[:3])}); the frontend "
-                          "must be matmul-based so every node can run on the CUDA EP")
 
 
 def save_onnx(model: onnx.ModelProto, out: Path) -> None:

@@ -68,26 +68,36 @@ def frontend_node_names(model: onnx.ModelProto) -> list[str]:
     return list(found)
 
 
-def drop_input_cast_roundtrips(model: onnx.ModelProto) -> int:
-    """Bypass ``fp32 input -> Cast(fp16) -> Cast(fp32)`` chains that ``keep_io_types`` leaves in front of
-    fp32-blocked nodes: they would round the waveform to 11 bits (and the converter even emits the second Cast
-    once per consumer under one name, breaking SSA). Returns the number of Casts removed."""
-    fp32_inputs = {i.name for i in model.graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
-    to_fp16 = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Cast" and n.input[0] in fp32_inputs
-               and onnx.helper.get_attribute_value(n.attribute[0]) == onnx.TensorProto.FLOAT16}
-    back = [n for n in model.graph.node if n.op_type == "Cast" and n.input[0] in to_fp16
-            and onnx.helper.get_attribute_value(n.attribute[0]) == onnx.TensorProto.FLOAT]
-    rename = {n.output[0]: to_fp16[n.input[0]] for n in back}
-    for node in back:
-        model.graph.node.remove(node)
-    for node in model.graph.node:
-        for i, name in enumerate(node.input):
-            node.input[i] = rename.get(name, name)
-    used = {name for n in model.graph.node for name in n.input} | {o.name for o in model.graph.output}
-    dead = [n for n in model.graph.node if n.op_type == "Cast" and n.output[0] in to_fp16 and n.output[0] not in used]
-    for node in dead:
-        model.graph.node.remove(node)
-    return len(back) + len(dead)
+ENCODER_PREFIX = "enc16_"
+
+
+def _split_encoder(model: onnx.ModelProto, frontend: set[str]) -> tuple[onnx.ModelProto, list[onnx.NodeProto]]:
+    """The encoder (every non-frontend node) as its own model whose inputs are the frontend tensors it reads;
+    initializers it shares with the frontend are copied under a prefixed name so each side owns its dtype."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.input]}
+    produced = {o for n in model.graph.node if n.name in frontend for o in n.output}
+    graph_inputs = {i.name for i in model.graph.input}
+    enc_nodes = [onnx.NodeProto.FromString(n.SerializeToString()) for n in model.graph.node if n.name not in frontend]
+    front_nodes = [n for n in model.graph.node if n.name in frontend]
+    front_reads = {i for n in front_nodes for i in n.input}
+    inits = {i.name: i for i in model.graph.initializer}
+    enc_reads = {i for n in enc_nodes for i in n.input if i}
+    shared = enc_reads & front_reads & set(inits)
+    for node in enc_nodes:
+        for k, name in enumerate(node.input):
+            if name in shared:
+                node.input[k] = ENCODER_PREFIX + name
+    enc_inits = [inits[n] for n in sorted(enc_reads & set(inits) - shared)]
+    for name in sorted(shared):
+        copy = onnx.TensorProto.FromString(inits[name].SerializeToString())
+        copy.name = ENCODER_PREFIX + name
+        enc_inits.append(copy)
+    boundary = sorted(enc_reads & (produced | graph_inputs))
+    graph = onnx.helper.make_graph(enc_nodes, "encoder", [types[b] for b in boundary], list(model.graph.output),
+                                   enc_inits)
+    sub = onnx.helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    return sub, front_nodes
 
 
 def dedupe_casts(model: onnx.ModelProto) -> int:
@@ -105,20 +115,30 @@ def dedupe_casts(model: onnx.ModelProto) -> int:
 
 
 def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, VariantInfo]:
-    """fp16 weights and activations for the encoder; fp32 I/O, frontend and normalisation reductions."""
+    """fp16 weights and activations for the encoder; fp32 I/O, frontend and normalisation reductions.
+
+    ``convert_float_to_float16`` wraps every blocked node in Cast(fp32)/Cast(fp16) pairs, so blocking the
+    frontend node by node would still round the power spectrum through fp16 between its nodes (and overflow it).
+    Instead the encoder is cut out as a model of its own, converted with ``keep_io_types`` (its fp32 inputs are
+    the frontend's outputs), and joined back behind the untouched fp32 frontend.
+    """
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
 
-    model = onnx.ModelProto.FromString(model.SerializeToString())  # leave the caller's graph alone
+    model = onnx.ModelProto.FromString(model.SerializeToString())
     frontend = frontend_node_names(model)
-    converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False,
-                                         op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(FP16_FP32_OPS),
-                                         node_block_list=frontend)
-    drop_input_cast_roundtrips(converted)
-    dedupe_casts(converted)
-    del converted.graph.value_info[:]  # converter-era types are stale after the rewiring; ORT re-infers them
-    OnnxModel(converted).topological_sort()  # the I/O Casts are appended at the end; the checker wants order
-    return converted, VariantInfo("fp16", len(frontend))
+    encoder, front_nodes = _split_encoder(model, set(frontend))
+    encoder = convert_float_to_float16(encoder, keep_io_types=True, disable_shape_infer=False,
+                                       op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(FP16_FP32_OPS))
+    dedupe_casts(encoder)
+    front_inits = {i for n in front_nodes for i in n.input}
+    inits = [i for i in model.graph.initializer if i.name in front_inits] + list(encoder.graph.initializer)
+    graph = onnx.helper.make_graph(front_nodes + list(encoder.graph.node), model.graph.name,
+                                   list(model.graph.input), list(encoder.graph.output), inits)
+    merged = onnx.helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    merged.metadata_props.extend(model.metadata_props)
+    OnnxModel(merged).topological_sort()
+    return merged, VariantInfo("fp16", len(frontend))
 
 
 def to_int8(model: onnx.ModelProto) -> tuple[onnx.ModelProto, VariantInfo]:
