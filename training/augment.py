@@ -209,7 +209,7 @@ def chop(x: np.ndarray, rng: Rng, pieces: int, gap_prob: float = 0.2) -> np.ndar
     pieces = max(1, min(pieces, len(x) // (SAMPLE_RATE // 8)))
     cuts = np.sort(rng.choice(np.arange(1, pieces * 4), size=pieces - 1, replace=False)) if pieces > 1 else []
     bounds = [0, *(int(c * len(x) / (pieces * 4)) for c in cuts), len(x)]
-    parts = [_fade(x[a:b].copy()) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    parts = [fade(x[a:b].copy()) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     out, idx = [], int(rng.integers(0, pieces))
     for _ in range(pieces):
         out.append(parts[idx])
@@ -220,7 +220,7 @@ def chop(x: np.ndarray, rng: Rng, pieces: int, gap_prob: float = 0.2) -> np.ndar
     return np.concatenate(out).astype(np.float32, copy=False)
 
 
-def _fade(x: np.ndarray, ms: float = 3.0) -> np.ndarray:
+def fade(x: np.ndarray, ms: float = 3.0) -> np.ndarray:
     """In-place short linear fade-in/out."""
     m = min(len(x) // 2, int(ms * SAMPLE_RATE / 1000))
     if m > 0:
@@ -245,24 +245,24 @@ def loop_to(x: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- random
-def _logu(rng: Rng, lo: float, hi: float) -> float:
+def log_uniform(rng: Rng, lo: float, hi: float) -> float:
     """Log-uniform draw in [lo, hi]."""
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
 def random_speed_factor(rng: Rng, max_change: float) -> float:
     """Speed factor log-uniform in [1/(1+m), 1+m]."""
-    return _logu(rng, 1.0, 1.0 + max_change) ** float(rng.choice([-1.0, 1.0]))
+    return log_uniform(rng, 1.0, 1.0 + max_change) ** float(rng.choice([-1.0, 1.0]))
 
 
 def random_filter(x: np.ndarray, rng: Rng) -> np.ndarray:
     """Random low-, high- or band-pass, with ranges like producers' EQ moves."""
     kind = str(rng.choice(["lowpass", "highpass", "bandpass"]))
     if kind == "lowpass":
-        return filter_audio(x, kind, high=_logu(rng, 600, 4000), order=int(rng.choice([2, 4])))
+        return filter_audio(x, kind, high=log_uniform(rng, 600, 4000), order=int(rng.choice([2, 4])))
     if kind == "highpass":
-        return filter_audio(x, kind, low=_logu(rng, 150, 1500), order=int(rng.choice([2, 4])))
-    fc, octaves = _logu(rng, 300, 3000), rng.uniform(1.0, 3.0)
+        return filter_audio(x, kind, low=log_uniform(rng, 150, 1500), order=int(rng.choice([2, 4])))
+    fc, octaves = log_uniform(rng, 300, 3000), rng.uniform(1.0, 3.0)
     return filter_audio(x, kind, low=fc / 2 ** (octaves / 2), high=fc * 2 ** (octaves / 2), order=1)
 
 

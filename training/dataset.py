@@ -191,7 +191,7 @@ class TrainWindows(Dataset):
         cut = A.transform_cut(rec[offset : offset + length].copy(), rng, cfg)
         if rng.random() < 0.5:  # loops of a beat-cut sample often leave a short gap
             cut = np.pad(cut, (0, int(len(cut) * rng.uniform(0.0, 0.3))))
-        sample = A.loop_to(A._fade(cut), n, int(rng.integers(0, max(1, len(cut)))))
+        sample = A.loop_to(A.fade(cut), n, int(rng.integers(0, max(1, len(cut)))))
         if rng.random() < PARTIAL_PROB:  # window straddles where the sample enters or leaves
             edge = int(rng.uniform(0.2, 0.6) * n)
             if rng.random() < 0.5:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -169,13 +170,13 @@ def _apply(name: str, x: np.ndarray, rng: Rng) -> tuple[np.ndarray, str]:
         semi = float(rng.uniform(-2.0, 2.0))
         return A.shift_pitch(x, semi), f"pitch(semitones={semi:+.2f})"
     if name == "lowpass":
-        fc = A._logu(rng, 600, 4000)
+        fc = A.log_uniform(rng, 600, 4000)
         return A.filter_audio(x, name, high=fc, order=2), f"lowpass(fc={fc:.0f})"
     if name == "highpass":
-        fc = A._logu(rng, 150, 1500)
+        fc = A.log_uniform(rng, 150, 1500)
         return A.filter_audio(x, name, low=fc, order=2), f"highpass(fc={fc:.0f})"
     if name == "bandpass":
-        fc, octv = A._logu(rng, 300, 3000), float(rng.uniform(1.0, 3.0))
+        fc, octv = A.log_uniform(rng, 300, 3000), float(rng.uniform(1.0, 3.0))
         lo, hi = fc / 2 ** (octv / 2), fc * 2 ** (octv / 2)
         return A.filter_audio(x, name, low=lo, high=hi, order=1), f"bandpass(lo={lo:.0f},hi={hi:.0f})"
     if name == "gain":
@@ -210,7 +211,7 @@ def build_song(segment: np.ndarray, rng: Rng, seconds: float) -> tuple[np.ndarra
         x, desc = _apply(name, x, rng)
         descs.append(desc)
     period = int(round(max(1, round(len(x) / beat)) * beat))
-    piece = A._fade(A.fix_length(x, period).copy())
+    piece = A.fade(A.fix_length(x, period).copy())
     max_loops = max(1, min(6, (n - period) // period))
     loops = int(rng.integers(min(2, max_loops), max_loops + 1))
     start = int(round(int(rng.integers(0, max(1, int((n - loops * period) / beat) + 1))) * beat))
@@ -279,6 +280,9 @@ def build_demo(out: str | Path, opts: DemoOptions, workers: int = 2, force: bool
         logger.info("%s is up to date (same parameters); use --force to rebuild", out)
         return out / "manifest.csv"
     t0 = time.perf_counter()
+    if (out / "params.json").is_file():  # our own earlier catalogue: drop its audio so no stale song remains
+        for sub in ("songs", "records"):
+            shutil.rmtree(out / sub, ignore_errors=True)
     (out / "params.json").unlink(missing_ok=True)  # a crash mid-way must not look up to date
     plan = [("train", opts.train_songs), ("val", opts.val_songs), ("test", opts.test_songs)]
     with get_context("fork").Pool(max(1, workers)) as pool:

@@ -193,6 +193,20 @@ def carve_val(entries: list[SongEntry], fraction: float = VAL_FRACTION, seed: in
     return out
 
 
+def _check_duplicates(entries: list[SongEntry], problems: list[str]) -> None:
+    """A song in two splits leaks test data into training (problem); twice in one split is only warned."""
+    splits: dict[Path, set[str]] = defaultdict(set)
+    counts = Counter(e.path for e in entries)
+    for e in entries:
+        splits[e.path].add(e.split)
+    for path, names in sorted(splits.items()):
+        if len(names) > 1:
+            problems.append(f"song listed in several splits ({', '.join(sorted(names))}): {path}")
+    repeated = sum(1 for path, c in counts.items() if c > 1 and len(splits[path]) == 1)
+    if repeated:
+        logger.warning("%d song(s) are listed more than once in the same split", repeated)
+
+
 def _check_splits(entries: list[SongEntry], problems: list[str]) -> list[str]:
     """Check split/label consistency; returns the sorted train labels."""
     labels = sorted({e.sample for e in entries if e.split == "train"})
@@ -235,6 +249,7 @@ def load_manifest(path: str | Path, *, carve_fraction: float = VAL_FRACTION) -> 
     skipped = sum(1 for r in rows if has_split and (r.get("split") or "").strip() not in SPLITS)
     if skipped:
         logger.warning("%s: skipped %d row(s) whose split is not one of %s", path.name, skipped, "/".join(SPLITS))
+    _check_duplicates(entries, problems)
     records = _load_records(path.parent / RECORDS_FILE, problems)
     if not any(e.split == "val" for e in entries) and carve_fraction > 0:
         entries = carve_val(entries, carve_fraction)

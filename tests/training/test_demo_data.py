@@ -71,3 +71,11 @@ def test_cli(tmp_path: Path) -> None:
     m = load_manifest(tmp_path / "manifest.csv")
     assert len(m.labels) == 2 and len(m.split("test")) == 2
     assert CliRunner().invoke(main, [*args[:2], "--min-song-s", "9", "--max-song-s", "8"]).exit_code != 0
+
+
+def test_rebuild_drops_stale_songs(tmp_path: Path) -> None:
+    opts = DemoOptions(records=1, train_songs=2, val_songs=0, test_songs=0, min_song_s=5.0, max_song_s=5.0,
+                       min_record_s=3.0, max_record_s=3.0, min_sample_s=1.0, max_sample_s=1.5)
+    build_demo(tmp_path, opts, workers=1)
+    build_demo(tmp_path, DemoOptions(**{**opts.__dict__, "train_songs": 1}), workers=1)
+    assert len(list((tmp_path / "songs").rglob("*.flac"))) == 1

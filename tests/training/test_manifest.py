@@ -154,3 +154,10 @@ def test_manifest_paths_cli(songs: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert result.output.split() == ["audio/s1.wav", "audio/s2.wav"]
     bad = CliRunner().invoke(paths_main, [str(_write(songs, "x,y", ["1,2"], "bad.csv"))])
     assert bad.exit_code != 0 and "missing column" in bad.output
+
+
+def test_song_in_two_splits(songs: Path) -> None:
+    path = _write(songs, "song,sample,split", ["audio/s0.wav,a,train", "audio/s1.wav,a,val",
+                                               "audio/s0.wav,a,test"])
+    with pytest.raises(ManifestError, match="several splits"):
+        load_manifest(path)
