@@ -14,8 +14,9 @@ and never a label's last train song.
 An optional ``records.csv`` beside the manifest (columns ``sample`` and ``sample_path``; extra columns such as
 ``record_path`` are ignored) points at the original recording of each sample.
 
-Every problem found (missing columns or files, bad numbers, val/test labels absent from train, an empty train
-split) is collected and raised at once as :class:`ManifestError`, before any training starts.
+Every problem found (missing columns, missing or unreadable audio files, bad numbers, a start past the song's
+end, val/test labels absent from train, an empty train split, a song in two splits) is collected and raised at
+once as :class:`ManifestError`, before any training starts. Only file headers are read here (no decoding).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import soundfile as sf
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +115,21 @@ def _parse_time(text: str | None, column: str, where: str, problems: list[str]) 
     return value
 
 
+def _audio_seconds(path: Path, where: str, problems: list[str]) -> float | None:
+    """Duration from the file header (cheap: nothing is decoded); records missing/unreadable files."""
+    if not path.is_file():
+        problems.append(f"{where}: file not found: {path}")
+        return None
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError, OSError) as exc:
+        problems.append(f"{where}: unreadable audio {path}: {' '.join(str(exc).split())}")
+        return None
+    if info.frames <= 0:
+        problems.append(f"{where}: no audio samples in {path}")
+    return info.frames / info.samplerate if info.samplerate else None
+
+
 def _parse_row(row: dict[str, str | None], line: int, root: Path, has_split: bool,
                problems: list[str]) -> SongEntry | None:
     """Turn one CSV row into a SongEntry (None when the row's split is not one of SPLITS)."""
@@ -125,13 +143,14 @@ def _parse_row(row: dict[str, str | None], line: int, root: Path, has_split: boo
         problems.append(f"{where}: empty song or sample")
         return None
     path = (root / song).resolve()
-    if not path.is_file():
-        problems.append(f"{where}: song file not found: {path}")
+    duration = _audio_seconds(path, where, problems)
     start = _parse_time(row.get("start_s"), "start_s", where, problems)
     end = _parse_time(row.get("end_s"), "end_s", where, problems)
     if start is not None and end is not None and end <= start:
         problems.append(f"{where}: end_s={end} must be greater than start_s={start}")
         start = end = None
+    if start is not None and duration is not None and start >= duration:
+        problems.append(f"{where}: start_s={start} is past the end of the song ({duration:.3f} s)")
     return SongEntry(path=path, sample=sample, split=split, start_s=start, end_s=end)
 
 
@@ -165,8 +184,7 @@ def _load_records(path: Path, problems: list[str]) -> dict[str, Path]:
             problems.append(f"{path.name} line {line}: empty sample or sample_path")
             continue
         full = (path.parent / rel).resolve()
-        if not full.is_file():
-            problems.append(f"{path.name} line {line}: sample_path not found: {full}")
+        _audio_seconds(full, f"{path.name} line {line} (sample_path)", problems)
         records[sample] = full
     return records
 

@@ -16,7 +16,7 @@ from training.manifest_paths import main as paths_main
 
 def _wav(path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, np.zeros(160, dtype=np.float32), 16000)
+    sf.write(path, np.zeros(4 * 160, dtype=np.float32), 160)  # 4 s at a tiny rate: small files
     return path.name
 
 
@@ -135,7 +135,7 @@ def test_records(songs: Path) -> None:
 
 def test_records_missing_file(songs: Path) -> None:
     (songs / "records.csv").write_text("sample,sample_path\na,rec/none.wav\n")
-    with pytest.raises(ManifestError, match="sample_path not found"):
+    with pytest.raises(ManifestError, match=r"sample_path\): file not found"):
         load_manifest(_write(songs, "song,sample", ["audio/s0.wav,a"]))
 
 
@@ -161,3 +161,12 @@ def test_song_in_two_splits(songs: Path) -> None:
                                                "audio/s0.wav,a,test"])
     with pytest.raises(ManifestError, match="several splits"):
         load_manifest(path)
+
+
+def test_unreadable_audio_and_start_past_end(songs: Path) -> None:
+    (songs / "audio" / "junk.wav").write_bytes(b"junk" * 50)
+    path = _write(songs, "song,sample,start_s", ["audio/junk.wav,a,", "audio/s0.wav,a,5.0", "audio/s1.wav,a,"])
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    text = str(info.value)
+    assert "unreadable audio" in text and "junk.wav" in text and "past the end" in text
