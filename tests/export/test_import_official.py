@@ -132,3 +132,17 @@ def test_import_from_url_with_sha256(official_pth: Path, tmp_path: Path, monkeyp
         httpd.server_close()
     assert result.exit_code == 1 and "sha256 mismatch" in result.stderr
     assert not (tmp_path / "x.pth").exists()
+
+
+def test_ast_train_init_from_imported_file(imported: Path) -> None:
+    """``ast-train --init-from``: new head for another label set, pos_embed resampled to the variant's grid."""
+    from training.model_setup import HEAD_KEYS, init_spec
+
+    spec = init_spec(str(imported), "tiny", ["sample_a", "sample_b"], {})
+    assert spec.ast_cfg.embed_dim == 192 and spec.ast_cfg.grid == (8, 25)  # tiny's strides and frames
+    assert not set(HEAD_KEYS) & set(spec.state_dict)
+    assert spec.state_dict["pos_embed"].shape == (1, 2 + 8 * 25, 192)
+    model = spec.build().eval()
+    with torch.no_grad():
+        probs, _ = model(torch.zeros(1, model.window_samples))
+    assert probs.shape == (1, 2)
