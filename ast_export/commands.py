@@ -18,6 +18,7 @@ import click
 
 from ast_export import variants
 from ast_export.errors import ArtifactError, ExportError, ParityError
+from ast_export.inputs import MAX_PARITY_WINDOWS
 from ast_export.onnx_export import export_fp32_model, write_onnx
 from ast_export.pt2_export import export_pt2
 from ast_export.source import ExportResult, Source, load_source
@@ -57,10 +58,10 @@ def _report_done(result: ExportResult) -> None:
 
 
 def run_verify(artifact: Path, src: Source, audio: tuple[Path, ...], manifest: Path | None,
-               report: Path | None) -> None:
+               report: Path | None, max_windows: int = MAX_PARITY_WINDOWS) -> None:
     """Verify ``artifact``, write the JSON report, raise ParityError on any miss."""
     start = time.perf_counter()
-    result = verify_artifact(artifact, src, list(audio) or None, manifest)
+    result = verify_artifact(artifact, src, list(audio) or None, manifest, max_windows=max_windows)
     report_path = report or default_report_path(artifact)
     write_report(result, report_path)
     failed = [c for c in result.checks if not c.passed]
@@ -83,6 +84,8 @@ def _verify_options(func: Callable[..., Any]) -> Callable[..., Any]:
                           "when present)."),
         click.option("--report", type=click.Path(dir_okay=False, path_type=Path),
                      help="JSON report path (default: <artifact>.verify.json)."),
+        click.option("--max-windows", type=click.IntRange(min=1), default=MAX_PARITY_WINDOWS, show_default=True,
+                     help="Audio windows in the parity pool (noise, silence and clipping are always added)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -127,7 +130,7 @@ def _onnx_variant(model: Any, src: Source, precision: str) -> tuple[Any, dict[st
 @click.option("--optimize", is_flag=True, help="ORT transformer optimizer (fused attention), fp32.")
 @one_line_errors
 def onnx_cmd(weights: Path, out: Path | None, no_verify: bool, audio: tuple[Path, ...], manifest: Path | None,
-             report: Path | None, opset: int, fp16: bool, int8: bool, optimize: bool) -> None:
+             report: Path | None, max_windows: int, opset: int, fp16: bool, int8: bool, optimize: bool) -> None:
     """Export the scoring graph (frontend included) to one self-contained ONNX file."""
     precision = _precision(fp16, int8, optimize)
     src = load_source(weights)
@@ -139,33 +142,33 @@ def onnx_cmd(weights: Path, out: Path | None, no_verify: bool, audio: tuple[Path
     _report_done(ExportResult(out, "onnx", precision, time.perf_counter() - start, out.stat().st_size, meta,
                               {"exporter": exporter, **notes}))
     if not no_verify:
-        run_verify(out, src, audio, manifest, report)
+        run_verify(out, src, audio, manifest, report, max_windows)
 
 
 @click.command("torchscript")
 @_export_options
 @one_line_errors
 def torchscript_cmd(weights: Path, out: Path | None, no_verify: bool, audio: tuple[Path, ...],
-                    manifest: Path | None, report: Path | None) -> None:
+                    manifest: Path | None, report: Path | None, max_windows: int) -> None:
     """Export the scoring graph with torch.jit.trace (check_trace on a second batch size)."""
     src = load_source(weights)
     result = export_torchscript(src, out or default_out(weights, "torchscript"))
     _report_done(result)
     if not no_verify:
-        run_verify(result.path, src, audio, manifest, report)
+        run_verify(result.path, src, audio, manifest, report, max_windows)
 
 
 @click.command("pt2")
 @_export_options
 @one_line_errors
 def pt2_cmd(weights: Path, out: Path | None, no_verify: bool, audio: tuple[Path, ...], manifest: Path | None,
-            report: Path | None) -> None:
+            report: Path | None, max_windows: int) -> None:
     """Export the scoring graph with torch.export (dynamic batch) to a .pt2 file."""
     src = load_source(weights)
     result = export_pt2(src, out or default_out(weights, "pt2"))
     _report_done(result)
     if not no_verify:
-        run_verify(result.path, src, audio, manifest, report)
+        run_verify(result.path, src, audio, manifest, report, max_windows)
 
 
 @click.command("verify")
@@ -175,7 +178,7 @@ def pt2_cmd(weights: Path, out: Path | None, no_verify: bool, audio: tuple[Path,
 @_verify_options
 @one_line_errors
 def verify_cmd(artifact: Path, weights: Path, audio: tuple[Path, ...], manifest: Path | None,
-               report: Path | None) -> None:
+               report: Path | None, max_windows: int) -> None:
     """Re-check an existing artifact (.onnx, .ts, .pt2) against the eager model; exit 1 on any miss."""
-    run_verify(artifact, load_source(weights), audio, manifest, report)
+    run_verify(artifact, load_source(weights), audio, manifest, report, max_windows)
     click.echo(f"parity OK: {artifact}")

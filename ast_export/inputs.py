@@ -129,17 +129,19 @@ def synth_songs(sample_rate: int, window: int, hop: int) -> list[Song]:
             for i in range(SYNTH_SONGS)]
 
 
-def _parity_pool(songs: list[Song]) -> np.ndarray:
-    """Up to MAX_PARITY_WINDOWS windows spread over the songs: [N, S]."""
-    per_song = max(1, -(-MAX_PARITY_WINDOWS // len(songs)))
+def _parity_pool(songs: list[Song], max_windows: int) -> np.ndarray:
+    """Up to ``max_windows`` windows spread over the songs: [N, S]."""
+    per_song = max(1, -(-max_windows // len(songs)))
     picked = [s.windows[np.linspace(0, len(s.windows) - 1, min(per_song, len(s.windows))).astype(int)]
               for s in songs]
-    return np.concatenate(picked)[:MAX_PARITY_WINDOWS]
+    return np.concatenate(picked)[:max_windows]
 
 
 def build_inputs(sample_rate: int, window: int, hop: int, labels: list[str], audio: list[Path] | None = None,
-                 manifest: Path | None = None, want_heldout: bool = False) -> VerifyInputs:
-    """Assemble the parity pool and, if ``want_heldout``, the labelled held-out songs."""
+                 manifest: Path | None = None, want_heldout: bool = False,
+                 max_windows: int = MAX_PARITY_WINDOWS) -> VerifyInputs:
+    """Assemble the parity pool (``max_windows`` audio windows + edge signals) and, if ``want_heldout``, the
+    labelled held-out songs."""
     manifest = manifest if manifest is not None else (DEMO_MANIFEST if DEMO_MANIFEST.exists() else None)
     labelled = load_songs(read_manifest_split(manifest, HELD_OUT_SPLIT, labels), sample_rate, window, hop) \
         if manifest is not None else []
@@ -152,7 +154,7 @@ def build_inputs(sample_rate: int, window: int, hop: int, labels: list[str], aud
     if not songs:
         raise ValueError("none of the --audio files could be decoded")
     edges, edge_kinds = edge_windows(window, sample_rate)
-    pool = _parity_pool(songs)
+    pool = _parity_pool(songs, max_windows)
     result = VerifyInputs(np.concatenate([pool, edges]), ["audio"] * len(pool) + edge_kinds, source)
     if want_heldout:
         if labelled:

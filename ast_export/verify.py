@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ast_export.errors import ArtifactError
-from ast_export.inputs import VerifyInputs, build_inputs
+from ast_export.inputs import MAX_PARITY_WINDOWS, VerifyInputs, build_inputs
 from ast_export.metadata import artifact_format, read_metadata
 from ast_export.runners import Runner, eager_runner, onnx_runners, pt2_runner, torchscript_runner
 from ast_export.source import Source
@@ -187,14 +187,15 @@ def _runners(path: Path, fmt: str, threads: int) -> tuple[list[Runner], list[str
 
 
 def verify_artifact(path: Path, src: Source, audio: list[Path] | None = None, manifest: Path | None = None,
-                    threads: int = 0) -> VerifyReport:
+                    threads: int = 0, max_windows: int = MAX_PARITY_WINDOWS) -> VerifyReport:
     """Compare the artifact at ``path`` with ``src``'s eager model; see the module docstring."""
     fmt, meta = artifact_format(path), read_metadata(path)
     precision = str(meta.get("precision", "fp32"))
     tol = tolerance_for(fmt, precision)
     runners, skipped = _runners(path, fmt, threads)
     inputs = build_inputs(src.wf.fbank_config.sample_rate, src.spec.window_samples, int(meta["hop_samples"]),
-                          list(src.wf.labels), audio, manifest, want_heldout=tol.max_accuracy_drop is not None)
+                          list(src.wf.labels), audio, manifest, want_heldout=tol.max_accuracy_drop is not None,
+                          max_windows=max_windows)
     report = VerifyReport(str(path), fmt, precision, asdict(tol), inputs.audio_source, inputs.heldout_source,
                           skipped=skipped)
     report.checks.append(check_metadata(meta, src))
