@@ -36,12 +36,13 @@ def _one_line(exc: BaseException) -> str:
 
 def _usage_errors() -> tuple[type[BaseException], ...]:
     from models import WeightsError
+    from models.hub import HubError
     from training.checkpoint import CheckpointError
     from training.manifest import ManifestError
     from training.model_setup import InitError
     from training.train import OutputDirError
 
-    return ManifestError, OutputDirError, CheckpointError, WeightsError, InitError, FileNotFoundError
+    return ManifestError, OutputDirError, CheckpointError, WeightsError, InitError, HubError, FileNotFoundError
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -33,7 +33,7 @@ class TrainConfig:
     freq_mask: int = 24  # SpecAugment max mel bins masked (0 disables)
     time_mask: int = 60  # SpecAugment max frames masked (0 disables)
     num_masks: int = 1  # masks of each kind per example
-    norm_windows: int = 256  # training windows used to estimate the fbank mean/std
+    norm_windows: int = 128  # training windows used to estimate the fbank mean/std
     eval_batch_size: int = 64
     hop_fraction: float = 0.5  # song-level eval hop, as a fraction of the window (shared scoring rule)
     seed: int = 0
