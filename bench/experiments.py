@@ -91,6 +91,24 @@ def int8_settings(bm: BenchModel, x: np.ndarray, threads: int, calls: int) -> di
     return out
 
 
+def int8_layer_study(bm: BenchModel, x: np.ndarray, threads: int) -> dict[str, Any]:
+    """Which layers' int8 hurts agreement: keep one kind of Linear in fp32 at a time (plain graph, per
+    channel, frontend fp32, as ast_export --int8), vs ORT fp32 on the same clips."""
+    src = bm.artifacts.get("onnx")
+    opts = OrtOptions(threads=threads)
+    ref_ms, ref = _ort_ms(src, opts, x, 1)
+    out: dict[str, Any] = {"fp32_ms_per_clip": round(ref_ms, 2), "clips": len(x)}
+    for scopes in ((), ("mlp.fc2",), ("mlp.fc1",), ("attn.qkv",), ("attn.proj",), ("blocks.0",)):
+        with tempfile.TemporaryDirectory(prefix="int8s-") as tmp:
+            path = Path(tmp) / "q.onnx"
+            quantize_int8(src, path, per_channel=True, keep_frontend=True, fp32_scopes=scopes)
+            ms, probs = _ort_ms(path, opts, x, 1)
+        out["fp32: " + (",".join(scopes) or "none")] = {
+            "ms_per_clip": round(ms, 2), "speedup_vs_fp32": round(ref_ms / ms, 2),
+            "top1_agreement_vs_fp32": _agree(probs, ref)}
+    return out
+
+
 def bf16_variants(bm: BenchModel, x: np.ndarray, calls: int) -> dict[str, Any]:
     """Torch bf16 options vs torch fp32 on the same clips."""
     ref_ms, ref = _time(tr.eager(bm.model), x, calls)
@@ -155,7 +173,9 @@ def _guard(name: str, fn, *args) -> Any:
 
 def run_experiments(models: dict[str, BenchModel], threads: int, quick: bool) -> dict[str, Any]:
     """Everything above, on base (profile, threads) and tiny (cheap sweeps, ast-serve)."""
-    out: dict[str, Any] = {}
+    from bench.roofline import gemm_rates
+
+    out: dict[str, Any] = {"gemm_roofline": _guard("gemm roofline", gemm_rates, threads)}
     calls = 1 if quick else 2
     for config, bm in models.items():
         x1 = music_clips(1, bm.window_samples, seed=EXP_SEED)  # [1, S]
@@ -168,6 +188,7 @@ def run_experiments(models: dict[str, BenchModel], threads: int, quick: bool) ->
         exp["threads_and_levels"] = _guard("threads", threads_and_levels, bm, x1, calls)
         if config != "base":  # four quantisations of AST-base cost minutes; the table has base's two
             exp["int8_settings"] = _guard("int8", int8_settings, bm, x8, threads, 1)
+            exp["int8_layer_study"] = _guard("int8 layers", int8_layer_study, bm, x8, threads)
         exp["bf16_torch"] = _guard("bf16", bf16_variants, bm, x8 if config != "base" else x8[:4], 1)
         exp["gpu_paths_on_cpu"] = _guard("gpu paths", gpu_paths_on_cpu, bm, x1)
         if config == "tiny":

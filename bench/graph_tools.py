@@ -36,12 +36,25 @@ def optimize_transformer(src: Path, out: Path, ast_cfg: object, opt_level: int =
     return f"ort transformers optimizer (vit, opt_level={opt_level}): {stats}"
 
 
-def quantize_int8(src: Path, out: Path, per_channel: bool, keep_frontend: bool, reduce_range: bool = False) -> str:
+def scope_nodes(model: onnx.ModelProto, scopes: tuple[str, ...]) -> list[str]:
+    """Nodes whose torch module path (dynamo ``namespace`` metadata) contains one of ``scopes``
+    (e.g. ``"mlp.fc2"``): lets an experiment keep chosen layers in fp32."""
+    found = []
+    for node in model.graph.node:
+        namespace = next((p.value for p in node.metadata_props if p.key == "namespace"), "")
+        if any(f".{scope}:" in namespace for scope in scopes):
+            found.append(node.name)
+    return found
+
+
+def quantize_int8(src: Path, out: Path, per_channel: bool, keep_frontend: bool, reduce_range: bool = False,
+                  fp32_scopes: tuple[str, ...] = ()) -> str:
     """Dynamic int8 quantisation; returns a summary of the settings used."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model = onnx.load(str(src))
     excluded = sorted(frontend_nodes(model)) if keep_frontend else []
+    excluded += scope_nodes(model, fp32_scopes)
     # The dynamo exporter writes value_info for initializers (e.g. the head weight as [C, D]) that the
     # quantizer's shape inference rejects once it rewrites the graph; dropping value_info avoids it.
     del model.graph.value_info[:]
@@ -55,7 +68,8 @@ def quantize_int8(src: Path, out: Path, per_channel: bool, keep_frontend: bool, 
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     return (f"quantize_dynamic(QInt8, per_channel={per_channel}, reduce_range={reduce_range}, "
-            f"ops={QUANT_OPS}, frontend fp32={keep_frontend} ({len(excluded)} nodes kept))")
+            f"ops={QUANT_OPS}, frontend fp32={keep_frontend}, fp32 scopes={list(fp32_scopes)} "
+            f"({len(excluded)} nodes kept))")
 
 
 def to_fp16(src: Path, out: Path) -> str:

@@ -41,8 +41,12 @@ def _profile_line(config: str, kind: str, prof: dict[str, Any]) -> str:
 def experiments_markdown(exps: dict[str, Any]) -> str:
     """Profiles, thread/opt-level sweeps, int8 and bf16 settings, ast-serve bench."""
     lines = ["", "**Profile and experiments**", ""]
+    roof = exps.get("gemm_roofline", {})
+    if "gflop_per_s" in roof:
+        lines.append(f"- GEMM rates at AST-base's fc1 shape {roof['shape']} (GFLOP/s): {roof['gflop_per_s']}; "
+                     f"implied AST-base floor (s/clip): {roof['ast_base_floor_s_per_clip']}")
     for config, exp in exps.items():
-        if config == "serve_bench_tiny":
+        if config in ("serve_bench_tiny", "gemm_roofline"):
             continue
         for kind in ("onnx", "onnx_optimized"):
             lines.append(_profile_line(config, kind, exp.get(f"profile_{kind}", {})))
@@ -50,7 +54,7 @@ def experiments_markdown(exps: dict[str, Any]) -> str:
         if "threads_ms_per_clip" in tl:
             lines.append(f"- {config} ORT optimized ms/clip by intra-op threads: {tl['threads_ms_per_clip']}; "
                          f"plain graph by opt level: {tl['opt_level_ms_per_clip']}")
-        for key in ("int8_settings", "bf16_torch"):
+        for key in ("int8_settings", "int8_layer_study", "bf16_torch"):
             data = exp.get(key)
             if not data or "failed" in data:
                 continue
