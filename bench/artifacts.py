@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +118,9 @@ def prepare(config: str, cache: Path, seed: int = 0) -> BenchModel:
     from models.config import window_samples
 
     folder = cache / f"{config}-s{seed}-{source_digest('models', 'ast_export')}"
+    for stale in cache.glob(f"{config}-s{seed}-*"):  # built by older models/ast_export sources
+        if stale != folder:
+            shutil.rmtree(stale, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / "modelo_audio.pth"
     if weights.exists():
