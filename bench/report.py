@@ -128,7 +128,8 @@ def write_json(report: Report, path: Path) -> None:
 
 
 def write_chart(report: Report, path: Path) -> None:
-    """Grouped horizontal bars: clips/s per variant, one bar per batch, one panel per config (log x)."""
+    """Grouped horizontal bars: speed-up over the peer at the same batch (linear; 1 = the peer), one bar per
+    batch, one panel per config."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,14 +140,14 @@ def write_chart(report: Report, path: Path) -> None:
     fig, axes = plt.subplots(len(configs), 1, figsize=(8, 3.2 * len(configs)), squeeze=False)
     height = 0.8 / max(1, len(batches))
     for ax, config in zip(axes[:, 0], configs, strict=True):
-        rows = [r for r in report.rows if r.config == config and r.status == "ok"]
+        rows = [r for r in report.rows if r.config == config and r.status == "ok" and r.role != "peer"]
         for j, batch in enumerate(batches):
-            values = [r.clips_per_s(batch) or 0.0 for r in rows]
+            values = [report.ratio(r, batch) or 0.0 for r in rows]
             ax.barh([i + j * height for i in range(len(rows))], values, height=height, label=f"batch {batch}")
+        ax.axvline(1.0, color="black", linewidth=1, linestyle="--")
         ax.set_yticks([i + height * (len(batches) - 1) / 2 for i in range(len(rows))])
-        ax.set_yticklabels([r.variant for r in rows], fontsize=7)
-        ax.set_xscale("log")
-        ax.set_xlabel("clips/s (higher is better)")
+        ax.set_yticklabels([r.variant.removeprefix("ours: ") for r in rows], fontsize=7)
+        ax.set_xlabel("speed-up over the HF transformers peer at the same batch (dashed: peer)")
         ax.set_title(f"{config} — {report.device}, {report.date}", fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
