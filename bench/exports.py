@@ -11,6 +11,7 @@ frontend left in fp32), to see whether quantising after fusion is faster.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -145,10 +146,12 @@ BUILDERS: dict[str, Callable[[BenchModel, Path], str]] = {
 def build_artifacts(bm: BenchModel, kinds: tuple[str, ...] = tuple(FILENAMES)) -> None:
     """Fill ``bm.artifacts`` (kind -> path, ``None`` on failure) and ``bm.export_log`` (kind -> how/why)."""
     folder = bm.weights.parent
+    log_file = folder / "export_log.json"
+    previous = json.loads(log_file.read_text()) if log_file.exists() else {}
     for kind in kinds:
         out = folder / FILENAMES[kind]
         if out.exists():
-            bm.artifacts[kind], bm.export_log[kind] = out, "cached"
+            bm.artifacts[kind], bm.export_log[kind] = out, f"cached: {previous.get(kind, '?')}"
             continue
         start = time.perf_counter()
         try:
@@ -160,6 +163,8 @@ def build_artifacts(bm: BenchModel, kinds: tuple[str, ...] = tuple(FILENAMES)) -
         bm.artifacts[kind] = out
         bm.export_log[kind] = f"{how} [{time.perf_counter() - start:.0f} s]"
         log.info("%s %s: %s", bm.config, kind, bm.export_log[kind])
+    fresh = {k: v for k, v in bm.export_log.items() if k in FILENAMES and not v.startswith("cached")}
+    log_file.write_text(json.dumps({**previous, **fresh}, indent=1))  # provenance survives cached runs
     for kind, path in bm.artifacts.items():
         if path is not None and kind.startswith("onnx"):
             bm.export_log[f"{kind}_ops"] = str(count_ops(path, CHECK_OPS))
