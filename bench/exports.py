@@ -72,10 +72,13 @@ def _onnx(bm: BenchModel, out: Path) -> str:
 
 
 def _torchscript(bm: BenchModel, out: Path) -> str:
+    from ast_export.source import load_source
     from ast_export.torchscript_export import export_torchscript
 
-    export_torchscript(_source(bm.weights), out)
-    return "ast_export.torchscript_export.export_torchscript"
+    # A fresh Source: the ONNX export switched the cached Source's model to explicit (unfused) attention
+    # for ORT's optimizer; `ast-export torchscript` traces the model as loaded (SDPA), and so must we.
+    export_torchscript(load_source(bm.weights), out)
+    return "ast_export.torchscript_export.export_torchscript (fresh Source)"
 
 
 def _variant(precision: str, local: Callable[[BenchModel, Path], str]) -> Callable[[BenchModel, Path], str]:
