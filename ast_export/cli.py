@@ -11,6 +11,8 @@ import warnings
 
 import click
 
+from models.logs import log_to_stderr
+
 from ast_export.commands import onnx_cmd, pt2_cmd, torchscript_cmd, verify_cmd
 from ast_export.import_cli import import_cmd
 
@@ -24,7 +26,7 @@ PACKAGE_LOGGER = "ast_export"
 def main(quiet: bool, verbose: bool) -> None:
     """Export the AST scoring graph (waveform -> probs, embedding) and verify its parity with PyTorch."""
     # Our loggers speak at INFO; third-party ones (onnxscript's optimizer is chatty) only at WARNING.
-    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT, stream=sys.stderr, force=True)
+    log_to_stderr(logging.WARNING, LOG_FORMAT)
     logging.getLogger(PACKAGE_LOGGER).setLevel(logging.WARNING if quiet else logging.INFO)
     if not verbose:  # tracer/deprecation noise; parity is what verify checks, whatever the warnings say
         warnings.simplefilter("ignore", category=FutureWarning)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import click
 
+from models.logs import log_to_stderr
+
 from training.config import DEFAULT_VARIANT, PRESETS, make_config
 
 EXIT_USAGE = 2
@@ -66,7 +68,7 @@ def main(manifest: Path, out_dir: Path, variant: str | None, epochs: int | None,
          resume: bool, device: str, seed: int, batch_size: int | None, lr: float | None, epoch_size: int | None,
          workers: int | None, threads: int | None, verbose: bool) -> None:
     """Train an AST sample identifier; writes OUT/modelo_audio.pth, metrics.json and curves.png."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    log_to_stderr(logging.DEBUG if verbose else logging.INFO, LOG_FORMAT)
     from training.train import TrainRequest, run  # heavy imports after --help
 
     cfg = make_config(variant or DEFAULT_VARIANT, epochs=epochs, device=device, seed=seed, batch_size=batch_size,

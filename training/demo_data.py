@@ -317,7 +317,9 @@ def build_demo(out: str | Path, opts: DemoOptions, workers: int = 2, force: bool
 def main(out: str, records: int, seed: int, train_songs: int, val_songs: int, test_songs: int,
          min_song_s: float, max_song_s: float, workers: int, force: bool) -> None:
     """Synthesize the deterministic demo catalogue (records, samples, songs, manifest.csv, records.csv)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from models.logs import log_to_stderr  # lazy: keeps torch out of the worker processes
+
+    log_to_stderr(logging.INFO, "%(levelname)s %(name)s: %(message)s")
     if records < 1 or train_songs < 1 or min_song_s > max_song_s:
         raise click.BadParameter("need --records >= 1, --train-songs >= 1 and --min-song-s <= --max-song-s")
     opts = DemoOptions(records=records, seed=seed, train_songs=train_songs, val_songs=val_songs,

@@ -32,7 +32,9 @@ def display_path(path: Path, cwd: Path) -> str:
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
 def main(manifest: str, split: str) -> None:
     """Print the song paths of MANIFEST's SPLIT, one per line."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from models.logs import log_to_stderr  # lazy: keeps torch out of the worker processes
+
+    log_to_stderr(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     try:
         loaded = load_manifest(manifest)
     except ManifestError as exc:
