@@ -71,9 +71,12 @@ def test_ort_cpu_parity(onnx_path: Path, source: Source, batch: int) -> None:
     np.testing.assert_array_equal(got["probs"].argmax(1), ref["probs"].argmax(1))
 
 
+HAS_CUDA = CUDA_EP in ort.get_available_providers() and gpu_present()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a GPU and the CUDA EP (CI has neither)")
 def test_ort_cuda_parity(onnx_path: Path, source: Source) -> None:
-    if CUDA_EP not in ort.get_available_providers() or not gpu_present():
-        pytest.skip("no CUDA EP / GPU here")
     runners, skipped = onnx_runners(onnx_path)
     cuda = [r for r in runners if r.name == "ort-cuda"]
     assert cuda, f"CUDA EP present but not used: {skipped}"
