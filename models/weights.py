@@ -33,7 +33,8 @@ WEIGHTS_FORMAT = "ast-sampleid/1"
 REQUIRED_KEYS = ("format", "model_config", "fbank_config", "labels", "norm", "state_dict", "train")
 HASH_CHUNK_BYTES = 1 << 20
 MAX_MESSAGE_CHARS = 300
-PLAIN_SCALARS = (str, int, float, bool, type(None))
+# The base types' own conversions: they give the plain type even when a subclass overrides __str__ & co.
+PLAIN_SCALARS = {str: str.__str__, int: int.__int__, float: float.__float__}
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -135,9 +136,10 @@ def _to_payload(wf: WeightsFile) -> dict[str, Any]:
         "labels": [str(label) for label in wf.labels],
         "norm": {"mean": float(wf.norm_mean), "std": float(wf.norm_std)},
         "state_dict": {str(k): v.detach().cpu().contiguous() for k, v in wf.state_dict.items()},
-        "train": wf.train,
     }
-    _check_plain(payload["train"], "train")
+    for key in ("model_config", "fbank_config"):
+        payload[key] = _to_plain(payload[key], key)
+    payload["train"] = _to_plain(wf.train, "train")
     return payload
 
 
@@ -182,24 +184,33 @@ def _check_labels(labels: Any, cfg: ASTConfig) -> None:
         raise ValueError("labels must be unique")
 
 
-def _check_plain(value: Any, where: str) -> None:
-    """Reject values that ``torch.load(weights_only=True)`` would refuse (numpy scalars, Paths, objects)."""
-    if isinstance(value, PLAIN_SCALARS) or isinstance(value, torch.Tensor):
-        return
+def _to_plain(value: Any, where: str) -> Any:
+    """A copy of ``value`` that ``torch.load(weights_only=True)`` can read back.
+
+    Subclasses of the plain types become the plain type (``torch.__version__`` is a ``TorchVersion``, numpy's
+    ``float64`` a ``float``, an ``IntEnum`` an ``int``): the unpickler refuses their classes even though
+    ``isinstance`` accepts them. Anything else (Paths, numpy arrays, objects) is a ``ValueError``.
+    """
+    if value is None or type(value) is bool or isinstance(value, torch.Tensor):
+        return value
+    for plain, convert in PLAIN_SCALARS.items():  # bool (an int) was handled above
+        if isinstance(value, plain):
+            return value if type(value) is plain else convert(value)
     if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_plain(item, f"{where}[{i}]")
-        return
+        items = [_to_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return tuple(items) if isinstance(value, tuple) else items
     if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, (str, int)):
-                raise ValueError(f"{where}: key {key!r} is not a str or int")
-            _check_plain(item, f"{where}.{key}")
-        return
+        return {_plain_key(key, where): _to_plain(item, f"{where}.{key}") for key, item in value.items()}
     raise ValueError(
         f"{where} holds a {type(value).__name__}; use plain Python values (str, int, float, "
         "bool, None, list, dict) or tensors"
     )
+
+
+def _plain_key(key: Any, where: str) -> str | int:
+    if isinstance(key, (str, int)):
+        return _to_plain(key, where)
+    raise ValueError(f"{where}: key {key!r} is not a str or int")
 
 
 def _unpickler_reason(exc: BaseException) -> str:

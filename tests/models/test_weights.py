@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -79,6 +81,28 @@ def test_failed_write_keeps_old_file(saved: Path, weights: WeightsFile) -> None:
         save_weights(saved, bad)
     assert saved.read_bytes() == before
     assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]
+
+
+class _Level(enum.IntEnum):
+    HIGH = 2
+
+
+def test_str_and_number_subclasses_are_saved_as_plain_values(tmp_path: Path, weights: WeightsFile) -> None:
+    """``torch.__version__`` is a ``TorchVersion`` (a str subclass) that weights_only loading refuses."""
+    train = {"torch": torch.__version__, "loss": np.float64(0.25), "level": _Level.HIGH,
+             "nested": [{torch.__version__: (np.float64(1.5),)}]}
+    path = save_weights(tmp_path / "versions.pth", dataclasses.replace(weights, train=train))
+    loaded = load_weights(path).train  # raised WeightsError ("refused ...") before the fix
+    assert loaded == {"torch": str(torch.__version__), "loss": 0.25, "level": 2,
+                      "nested": [{str(torch.__version__): (1.5,)}]}
+    assert type(loaded["torch"]) is str and type(loaded["loss"]) is float and type(loaded["level"]) is int
+    assert type(next(iter(loaded["nested"][0]))) is str
+
+
+def test_non_plain_values_are_refused_with_their_place(weights: WeightsFile, tmp_path: Path) -> None:
+    bad = dataclasses.replace(weights, train={"metrics": [{"top1": np.array([0.5])}]})
+    with pytest.raises(ValueError, match=r"train\.metrics\[0\]\.top1 holds a ndarray; use plain Python"):
+        save_weights(tmp_path / "bad.pth", bad)
 
 
 def test_sha256(saved: Path) -> None:
