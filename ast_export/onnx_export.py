@@ -19,7 +19,7 @@ import torch
 
 from ast_export.errors import ExportError
 from ast_export.metadata import build_metadata, set_onnx_metadata
-from ast_export.source import ExportResult, Source, file_size, use_eager_attention
+from ast_export.source import ExportResult, Source, eager_attention, file_size
 from ast_export.spec import BATCH_AXIS, DEFAULT_OPSET, FORBIDDEN_OPS, INPUT_NAME, MIN_OPSET, OUTPUT_NAMES
 
 logger = logging.getLogger(__name__)
@@ -65,20 +65,19 @@ def _legacy_export(model: torch.nn.Module, src: Source, out: Path, opset: int) -
 
 def torch_to_onnx(src: Source, out: Path, opset: int, prefer_dynamo: bool = True) -> str:
     """Write the raw export of ``src.model`` to ``out``; returns the exporter used (``dynamo``/``legacy``)."""
-    model = src.model
-    use_eager_attention(model)
-    if prefer_dynamo:
+    with eager_attention(src.model) as model:  # src.model gets its own attention setting back afterwards
+        if prefer_dynamo:
+            try:
+                _dynamo_export(model, src, out, opset)
+                return "dynamo"
+            except Exception as err:  # the exporter raises many types; we log and fall back
+                logger.warning("dynamo ONNX exporter failed (%s: %s); falling back to the legacy exporter",
+                               type(err).__name__, str(err).splitlines()[0] if str(err) else "")
         try:
-            _dynamo_export(model, src, out, opset)
-            return "dynamo"
-        except Exception as err:  # the exporter raises many types; we log and fall back
-            logger.warning("dynamo ONNX exporter failed (%s: %s); falling back to the legacy exporter",
-                           type(err).__name__, str(err).splitlines()[0] if str(err) else "")
-    try:
-        _legacy_export(model, src, out, opset)
-    except Exception as err:
-        raise ExportError(f"ONNX export failed: {type(err).__name__}: {str(err).splitlines()[0]}") from err
-    return "legacy"
+            _legacy_export(model, src, out, opset)
+        except Exception as err:
+            raise ExportError(f"ONNX export failed: {type(err).__name__}: {str(err).splitlines()[0]}") from err
+        return "legacy"
 
 
 def load_self_contained(path: Path) -> onnx.ModelProto:

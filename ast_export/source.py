@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,15 +53,22 @@ def load_source(weights_path: str | os.PathLike) -> Source:
     return Source(path, wf, model, model_weights.weights_sha256(path), spec)
 
 
-def use_eager_attention(model: torch.nn.Module) -> None:
-    """Switch attention to explicit matmul/softmax so ORT's optimizer can recognise and fuse it."""
-    ast = getattr(model, "ast", model)
-    if hasattr(ast, "set_fused_attn"):
-        ast.set_fused_attn(False)
-        return
-    for module in model.modules():  # timm-style Attention blocks carry a ``fused_attn`` flag
-        if hasattr(module, "fused_attn"):
-            module.fused_attn = False
+@contextlib.contextmanager
+def eager_attention(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Within the block, attention is explicit matmul/softmax so ORT's optimizer can recognise and fuse it.
+
+    Every ``fused_attn`` flag (timm ``Attention`` blocks, which ``AST.set_fused_attn`` drives) gets its value
+    back on exit, also when the export fails: the caller's model keeps the attention it had (SDPA by default).
+    """
+    flagged = [module for module in model.modules() if hasattr(module, "fused_attn")]
+    before = [module.fused_attn for module in flagged]
+    for module in flagged:
+        module.fused_attn = False
+    try:
+        yield model
+    finally:
+        for module, flag in zip(flagged, before, strict=True):
+            module.fused_attn = flag
 
 
 def file_size(path: Path) -> int:

@@ -15,7 +15,7 @@ from ast_export.inputs import edge_windows, synth_music
 from ast_export.metadata import METADATA_KEY, read_onnx_metadata
 from ast_export.onnx_export import check_onnx, forbidden_nodes
 from ast_export.runners import CUDA_EP, eager_runner, gpu_present, onnx_runners
-from ast_export.source import Source
+from ast_export.source import Source, eager_attention
 from ast_export.spec import INPUT_NAME, OUTPUT_NAMES
 from tests.export.conftest import LABELS
 from tests.tolerances import ORT_EMBED_MAX_ABS, ORT_PROBS_MAX_ABS
@@ -112,3 +112,27 @@ def test_eager_reference_is_deterministic(source: Source) -> None:
     with torch.no_grad():
         a, b = source.model(x), source.model(x)
     assert torch.equal(a[0], b[0])
+
+
+def _attention_flags(model: torch.nn.Module) -> list[bool]:
+    return [m.fused_attn for m in model.modules() if hasattr(m, "fused_attn")]
+
+
+def test_export_leaves_the_callers_attention_setting(fp32_graph: onnx.ModelProto, source: Source) -> None:
+    """The exporter switches to explicit attention only for the export; ``source.model`` keeps SDPA."""
+    assert fp32_graph.graph.node  # the session export of ``source`` has run
+    flags = _attention_flags(source.model)
+    assert flags and all(flags)
+
+
+def test_eager_attention_restores_on_failure(source: Source) -> None:
+    model = source.model.ast
+    model.blocks[0].attn.fused_attn = False  # a mixed setting must come back exactly
+    try:
+        before = _attention_flags(model)
+        with pytest.raises(RuntimeError, match="boom"), eager_attention(model):
+            assert not any(_attention_flags(model))
+            raise RuntimeError("boom")
+        assert _attention_flags(model) == before
+    finally:
+        model.set_fused_attn(True)
