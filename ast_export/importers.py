@@ -15,7 +15,8 @@ Two sources, one pure remapping function each (timm's ``checkpoint_filter_fn`` h
   shapes (width, depth, heads = width / 64, MLP ratio, patch size, tokens, classes). Strides and frame count
   are not recoverable from shapes alone; they default to the official AudioSet recipe (stride 10, 1024
   frames, 128 mels) and can be overridden. DeiT's leftover ImageNet heads (``v.head``, ``v.head_dist``) are
-  dropped. ``layer_norm_eps`` is timm's 1e-6.
+  dropped. ``layer_norm_eps`` is timm's 1e-6; ``head_norm_eps`` is 1e-5, the torch default that the official
+  ``mlp_head`` LayerNorm keeps.
 
 When the requested frame count gives another patch grid than the checkpoint's, the position embedding is
 resampled (``models.resize_pos_embed``, i.e. timm's ``resample_abs_pos_embed``).
@@ -64,6 +65,7 @@ HF_DEFAULT_EPS = 1e-12
 HF_ACTIVATION = "gelu"  # exact (erf) GELU, which is what timm's Block uses
 
 OFFICIAL_EPS = 1e-6  # timm 0.4.5 ViT/DeiT LayerNorm
+OFFICIAL_HEAD_EPS = 1e-5  # mlp_head = Sequential(nn.LayerNorm(dim), nn.Linear): torch's default eps
 OFFICIAL_STRIDE = 10
 OFFICIAL_FRAMES = 1024
 OFFICIAL_MELS = 128
@@ -244,6 +246,7 @@ def infer_official_config(state: dict[str, torch.Tensor], fstride: int, tstride:
         dist_token=prefix == 2,
         qkv_bias="blocks.0.attn.qkv.bias" in state,
         layer_norm_eps=OFFICIAL_EPS,
+        head_norm_eps=OFFICIAL_HEAD_EPS,
     )
 
 
@@ -323,9 +326,9 @@ def _finish(state: dict[str, torch.Tensor], cfg: ASTConfig, labels: list[str], n
     if options.source_sha256:
         source["expected_sha256"] = options.source_sha256
     train = {"imported_from": source, "torch": str(torch.__version__)}
-    logger.info("imported %s AST: dim %d, depth %d, heads %d, grid %s, %d frames, %d classes, eps %g, norm %.4f/%.4f",
-                source["format"], cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.grid, cfg.target_frames,
-                cfg.num_classes, cfg.layer_norm_eps, norm[0], norm[1])
+    logger.info("imported %s AST: dim %d, depth %d, heads %d, grid %s, %d frames, %d classes, eps %g (head %g), "
+                "norm %.4f/%.4f", source["format"], cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.grid,
+                cfg.target_frames, cfg.num_classes, cfg.layer_norm_eps, cfg.head_eps, norm[0], norm[1])
     return WeightsFile(format=WEIGHTS_FORMAT, model_config=cfg, fbank_config=FbankConfig(num_mel_bins=cfg.num_mel_bins), labels=labels,
                        norm_mean=norm[0], norm_std=norm[1],
                        state_dict={k: v.detach().float().contiguous() for k, v in model.state_dict().items()},

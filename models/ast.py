@@ -8,7 +8,9 @@ with a few key swaps (see ``models/hub.py``):
         -> blocks -> norm -> (x[:, 0] + x[:, 1]) / 2 -> head_norm -> head
 
 The official ``mlp_head = Sequential(LayerNorm, Linear)`` is split into ``head_norm`` and ``head``.
-All LayerNorms, including ``head_norm``, use ``ASTConfig.layer_norm_eps``.
+The blocks' LayerNorms and the final ``norm`` use ``ASTConfig.layer_norm_eps``; ``head_norm`` uses
+``ASTConfig.head_eps`` (``head_norm_eps`` when set: 1e-5 for official checkpoints, whose ``mlp_head`` LayerNorm
+kept torch's default, else the same eps).
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class AST(nn.Module):
             ]
         )
         self.norm = norm_layer(dim)
-        self.head_norm = norm_layer(dim)
+        self.head_norm = nn.LayerNorm(dim, eps=cfg.head_eps)
         self.head = nn.Linear(dim, cfg.num_classes)
         self.init_weights()
         self.set_fused_attn(True)  # SDPA for training; exporters switch to the explicit form

@@ -68,6 +68,9 @@ class ASTConfig:
     dist_token: bool = True  # DeiT-style distillation token, as in AST
     qkv_bias: bool = True
     layer_norm_eps: float = 1e-6
+    # The classifier's LayerNorm (``head_norm``); None = ``layer_norm_eps``. Official AST checkpoints need 1e-5:
+    # their ``mlp_head`` is a torch-default LayerNorm while the DeiT blocks use 1e-6.
+    head_norm_eps: float | None = None
     drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
@@ -78,6 +81,11 @@ class ASTConfig:
         f = (self.num_mel_bins - self.patch_size) // self.fstride + 1
         t = (self.target_frames - self.patch_size) // self.tstride + 1
         return f, t
+
+    @property
+    def head_eps(self) -> float:
+        """The eps ``head_norm`` uses: ``head_norm_eps`` when set, else ``layer_norm_eps``."""
+        return self.layer_norm_eps if self.head_norm_eps is None else self.head_norm_eps
 
     @property
     def num_prefix_tokens(self) -> int:

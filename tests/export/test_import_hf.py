@@ -67,6 +67,7 @@ def test_weights_file_keeps_config_labels_eps_and_norm(imported: Path) -> None:
     assert (cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.mlp_ratio) == (192, 2, 3, 4.0)
     assert (cfg.fstride, cfg.tstride, cfg.target_frames, cfg.num_classes) == (10, 10, 256, len(LABELS))
     assert cfg.layer_norm_eps == 1e-12 and cfg.dist_token
+    assert cfg.head_norm_eps is None and cfg.head_eps == 1e-12  # HF's classifier LayerNorm shares the eps
     assert wf.labels == LABELS
     assert (wf.norm_mean, wf.norm_std) == pytest.approx((-4.2677393, 4.5689974))
     source = wf.train["imported_from"]

@@ -68,6 +68,23 @@ def test_config_inferred_from_shapes(imported: Path, official_pth: Path) -> None
     assert source["sha256"] == hashlib.sha256(official_pth.read_bytes()).hexdigest()
 
 
+def test_head_norm_matches_official_mlp_head(official_pth: Path, imported: Path) -> None:
+    """Official ``mlp_head.0`` is a torch-default LayerNorm (eps 1e-5), the blocks use 1e-6: with features of
+    small variance the eps dominates, so only the right one reproduces the official head."""
+    wf = load_weights(imported)
+    assert (wf.model_config.layer_norm_eps, wf.model_config.head_norm_eps) == (1e-6, 1e-5)
+    official = torch.load(official_pth, weights_only=True)
+    reference = torch.nn.LayerNorm(wf.model_config.embed_dim)  # what YuanGongND/ast builds
+    reference.load_state_dict({p: official[f"module.mlp_head.0.{p}"] for p in ("weight", "bias")})
+    ours = build_scoring_model(wf).ast
+    assert all(block.norm1.eps == 1e-6 for block in ours.blocks) and ours.norm.eps == 1e-6
+    torch.manual_seed(3)
+    features = 1e-3 * torch.randn(4, wf.model_config.embed_dim)  # variance 1e-6, comparable to the eps
+    with torch.no_grad():
+        diff = (ours.head_norm(features) - reference(features)).abs().max().item()
+    assert diff <= 1e-5
+
+
 def test_onnx_probs_match_transformers(hf_model, imported: Path) -> None:
     onnx_path = imported.with_suffix(".onnx")
     cli("onnx", "--weights", str(imported), "--out", str(onnx_path), "--no-verify")

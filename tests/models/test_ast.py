@@ -105,3 +105,10 @@ def test_resize_pos_embed_is_pure_and_keeps_prefix() -> None:
     assert torch.allclose(same, pos)
     with pytest.raises(ValueError, match="does not match grid"):
         resize_pos_embed(pos, (8, 24), (12, 101), num_prefix_tokens=2)
+
+
+def test_head_norm_eps_defaults_to_layer_norm_eps() -> None:
+    shared = AST(get_config("tiny", depth=1, num_classes=2))
+    assert shared.head_norm.eps == shared.norm.eps == 1e-6
+    split = AST(get_config("tiny", depth=1, num_classes=2, head_norm_eps=1e-5))
+    assert split.head_norm.eps == 1e-5 and split.norm.eps == split.blocks[0].norm1.eps == 1e-6

@@ -105,6 +105,17 @@ def test_non_plain_values_are_refused_with_their_place(weights: WeightsFile, tmp
         save_weights(tmp_path / "bad.pth", bad)
 
 
+def test_file_without_head_norm_eps_still_loads(saved: Path, tmp_path: Path) -> None:
+    """Files written before ``head_norm_eps`` existed: the head norm uses ``layer_norm_eps``, as it did."""
+    data = torch.load(saved, weights_only=True)
+    del data["model_config"]["head_norm_eps"]
+    old = tmp_path / "old.pth"
+    torch.save(data, old)
+    cfg = load_weights(old).model_config
+    assert cfg.head_norm_eps is None and cfg.head_eps == cfg.layer_norm_eps
+    assert build_scoring_model(load_weights(old)).ast.head_norm.eps == cfg.layer_norm_eps
+
+
 def test_sha256(saved: Path) -> None:
     assert weights_sha256(saved) == hashlib.sha256(saved.read_bytes()).hexdigest()
 
