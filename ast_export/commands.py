@@ -1,14 +1,20 @@
 """``ast-export`` subcommands: ``onnx``, ``torchscript``, ``pt2`` and ``verify``.
 
 Each export writes the artifact, logs its wall time and size, prints its path on stdout, then verifies it
-(unless ``--no-verify``) and exits 1 when parity fails. Errors are one line on stderr: exit 1 for a bad file or a
-failed export/verification, 2 for usage errors (click's own convention).
+(unless ``--no-verify``) and exits 1 when parity fails. Errors are one line on stderr: exit 1 for a bad file, a
+failed download or a failed export/verification, 2 for usage errors such as a missing ``--weights`` file
+(click's own convention).
+
+``--weights`` is a path or an ``http(s)://`` URL, downloaded once into the cache (``models.hub``) and checked
+against ``--sha256`` when given (local files are checked too). The default output of a URL export goes to the
+current folder, named after the URL's file name.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +31,7 @@ from ast_export.source import ExportResult, Source, load_source
 from ast_export.spec import DEFAULT_OPSET, MIN_OPSET
 from ast_export.torchscript_export import export_torchscript
 from ast_export.verify import default_report_path, verify_artifact, write_report
+from models.hub import is_url, url_basename
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +53,35 @@ def one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def default_out(weights: Path, fmt: str, precision: str = "fp32") -> Path:
-    """``<weights stem><variant infix><suffix>`` next to the weights, e.g. ``modelo_audio.int8.onnx``."""
-    return weights.with_name(weights.stem + VARIANT_INFIX[precision] + SUFFIXES[fmt])
+class WeightsParam(click.ParamType):
+    """``--weights``: an ``http(s)://`` URL as given, or a local file that must exist (else a usage error)."""
+
+    name = "PATH|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = os.fspath(value)
+        if is_url(text):
+            return text
+        path = Path(text).expanduser()
+        if not path.is_file():
+            self.fail(f"{text}: {'is a folder' if path.is_dir() else 'no such file'}", param, ctx)
+        return str(path)
+
+
+def weights_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--weights", required=True, type=WeightsParam(), help=f"{help_text} Path or http(s) URL.")
+
+
+def sha256_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--sha256`` as every command that reads weights spells it (checked by ``models.hub.resolve_weights``)."""
+    return click.option("--sha256", help=f"Expected SHA-256 of {what} (URL download or local file).")
+
+
+def default_out(weights: str | os.PathLike, fmt: str, precision: str = "fp32") -> Path:
+    """``<weights stem><variant infix><suffix>`` next to the weights, e.g. ``modelo_audio.int8.onnx``; for a URL,
+    in the current folder and named after the URL's file name."""
+    base = Path.cwd() / url_basename(str(weights)) if is_url(weights) else Path(weights)
+    return base.with_name(base.stem + VARIANT_INFIX[precision] + SUFFIXES[fmt])
 
 
 def _report_done(result: ExportResult) -> None:
@@ -96,9 +129,9 @@ def _export_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = _verify_options(func)
     func = click.option("--no-verify", is_flag=True, help="Skip the parity check after export.")(func)
     func = click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-                        help="Output path (default: next to the weights).")(func)
-    return click.option("--weights", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                        help="Weights file (modelo_audio.pth) written by ast-train.")(func)
+                        help="Output path (default: next to the weights; for a URL, the current folder).")(func)
+    func = sha256_option("the weights file")(func)
+    return weights_option("Weights file (modelo_audio.pth) written by ast-train or ast-export import.")(func)
 
 
 def _precision(fp16: bool, int8: bool, optimize: bool) -> str:
@@ -129,11 +162,12 @@ def _onnx_variant(model: Any, src: Source, precision: str) -> tuple[Any, dict[st
 @click.option("--int8", is_flag=True, help="Dynamic int8 quantisation of the encoder's MatMuls, for CPU.")
 @click.option("--optimize", is_flag=True, help="ORT transformer optimizer (fused attention), fp32.")
 @one_line_errors
-def onnx_cmd(weights: Path, out: Path | None, no_verify: bool, audio: tuple[Path, ...], manifest: Path | None,
-             report: Path | None, max_windows: int, opset: int, fp16: bool, int8: bool, optimize: bool) -> None:
+def onnx_cmd(weights: str, sha256: str | None, out: Path | None, no_verify: bool, audio: tuple[Path, ...],
+             manifest: Path | None, report: Path | None, max_windows: int, opset: int, fp16: bool, int8: bool,
+             optimize: bool) -> None:
     """Export the scoring graph (frontend included) to one self-contained ONNX file."""
     precision = _precision(fp16, int8, optimize)
-    src = load_source(weights)
+    src = load_source(weights, sha256)
     out = out or default_out(weights, "onnx", precision)
     start = time.perf_counter()
     model, exporter = export_fp32_model(src, opset)
@@ -148,10 +182,10 @@ def onnx_cmd(weights: Path, out: Path | None, no_verify: bool, audio: tuple[Path
 @click.command("torchscript")
 @_export_options
 @one_line_errors
-def torchscript_cmd(weights: Path, out: Path | None, no_verify: bool, audio: tuple[Path, ...],
-                    manifest: Path | None, report: Path | None, max_windows: int) -> None:
+def torchscript_cmd(weights: str, sha256: str | None, out: Path | None, no_verify: bool,
+                    audio: tuple[Path, ...], manifest: Path | None, report: Path | None, max_windows: int) -> None:
     """Export the scoring graph with torch.jit.trace (check_trace on a second batch size)."""
-    src = load_source(weights)
+    src = load_source(weights, sha256)
     result = export_torchscript(src, out or default_out(weights, "torchscript"))
     _report_done(result)
     if not no_verify:
@@ -161,10 +195,10 @@ def torchscript_cmd(weights: Path, out: Path | None, no_verify: bool, audio: tup
 @click.command("pt2")
 @_export_options
 @one_line_errors
-def pt2_cmd(weights: Path, out: Path | None, no_verify: bool, audio: tuple[Path, ...], manifest: Path | None,
-            report: Path | None, max_windows: int) -> None:
+def pt2_cmd(weights: str, sha256: str | None, out: Path | None, no_verify: bool, audio: tuple[Path, ...],
+            manifest: Path | None, report: Path | None, max_windows: int) -> None:
     """Export the scoring graph with torch.export (dynamic batch) to a .pt2 file."""
-    src = load_source(weights)
+    src = load_source(weights, sha256)
     result = export_pt2(src, out or default_out(weights, "pt2"))
     _report_done(result)
     if not no_verify:
@@ -173,12 +207,12 @@ def pt2_cmd(weights: Path, out: Path | None, no_verify: bool, audio: tuple[Path,
 
 @click.command("verify")
 @click.argument("artifact", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--weights", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Weights file the artifact was exported from.")
+@weights_option("Weights file the artifact was exported from.")
+@sha256_option("the weights file")
 @_verify_options
 @one_line_errors
-def verify_cmd(artifact: Path, weights: Path, audio: tuple[Path, ...], manifest: Path | None,
+def verify_cmd(artifact: Path, weights: str, sha256: str | None, audio: tuple[Path, ...], manifest: Path | None,
                report: Path | None, max_windows: int) -> None:
     """Re-check an existing artifact (.onnx, .ts, .pt2) against the eager model; exit 1 on any miss."""
-    run_verify(artifact, load_source(weights), audio, manifest, report, max_windows)
+    run_verify(artifact, load_source(weights, sha256), audio, manifest, report, max_windows)
     click.echo(f"parity OK: {artifact}")

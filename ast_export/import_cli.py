@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ast_export.commands import one_line_errors
+from ast_export.commands import one_line_errors, sha256_option
 from ast_export.import_files import HF_WEIGHT_FILES
 from ast_export.importers import ImportOptions, import_hf, import_official
 from models.hub import is_url, resolve_weights
@@ -30,7 +30,7 @@ def _import_options(func):  # noqa: ANN001, ANN202 - click decorator stack
         click.option("--labels", "labels_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="Label names: AudioSet-style CSV (index,mid,display_name). Default: HF id2label, "
                           "or AudioSet indices for official checkpoints."),
-        click.option("--sha256", help="Expected SHA-256 of the checkpoint file (URL download or local file)."),
+        sha256_option("the checkpoint file"),
         click.option("--fstride", type=click.IntRange(min=1), help="ast: the checkpoint's frequency stride "
                      "(default 10, the official AudioSet recipe)."),
         click.option("--tstride", type=click.IntRange(min=1), help="ast: the checkpoint's time stride "

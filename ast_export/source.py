@@ -14,6 +14,7 @@ import torch
 
 from ast_export.spec import ExportSpec
 from models import weights as model_weights
+from models.hub import resolve_weights
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +43,15 @@ class ExportResult:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def load_source(weights_path: str | os.PathLike) -> Source:
-    """Load ``weights_path`` and build the eager model; raises ``models.weights.WeightsError`` if unreadable."""
-    path = Path(weights_path)
+def load_source(weights_path: str | os.PathLike, sha256: str | None = None) -> Source:
+    """Load a weights file (a path, or an ``http(s)://`` URL downloaded once into the cache by
+    ``models.hub.resolve_weights``) and build the eager model.
+
+    Raises:
+        models.weights.WeightsError: unreadable file; models.hub.HubError: failed download or ``sha256``
+        mismatch (checked for local files too).
+    """
+    path = resolve_weights(weights_path, sha256)
     wf = model_weights.load_weights(path)
     model = model_weights.build_scoring_model(wf).eval().float()
     ast_cfg = wf.model_config

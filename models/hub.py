@@ -65,12 +65,16 @@ def cache_dir() -> Path:
     return Path(base) / CACHE_SUBDIR
 
 
+def url_basename(url: str) -> str:
+    """The file name that ends ``url``'s path, made safe for any file system (``weights.pth`` when empty)."""
+    basename = urllib.parse.unquote(urllib.parse.urlparse(url).path).rsplit("/", 1)[-1]
+    return SAFE_NAME.sub("_", basename).strip("._") or DEFAULT_BASENAME
+
+
 def cached_path(url: str) -> Path:
     """Where ``url`` is (or will be) cached."""
     key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:URL_KEY_CHARS]
-    basename = urllib.parse.unquote(urllib.parse.urlparse(url).path).rsplit("/", 1)[-1]
-    basename = SAFE_NAME.sub("_", basename).strip("._") or DEFAULT_BASENAME
-    return cache_dir() / f"{key}-{basename}"
+    return cache_dir() / f"{key}-{url_basename(url)}"
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -7,11 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
 from ast_export.cli import main
 from ast_export.commands import default_out
+from ast_export.metadata import read_onnx_metadata
+from models.hub import cached_path, file_sha256
+from tests.loopback import folder_handler, loopback_server
 
 PERTURBATION = 0.05
 
@@ -28,6 +32,7 @@ def test_default_out_paths(weights: Path) -> None:
     assert default_out(weights, "onnx", "fp32-optimized").name == "modelo_audio.opt.onnx"
     assert default_out(weights, "torchscript").name == "modelo_audio.ts"
     assert default_out(weights, "pt2").name == "modelo_audio.pt2"
+    assert default_out("https://host/v1/ast.pth?dl=1", "onnx", "int8") == Path.cwd() / "ast.int8.onnx"
 
 
 def test_verify_ok_writes_report(onnx_path: Path, weights: Path, tmp_path: Path) -> None:
@@ -65,9 +70,30 @@ def test_cli_export_onnx(weights: Path, tmp_path: Path) -> None:
     assert "MB" in err and " s," in err  # wall time and size are logged
 
 
+def test_cli_export_onnx_from_url(weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--weights URL``: downloaded once into the XDG cache, checked against --sha256, output in the cwd."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    sha = file_sha256(weights)
+    with loopback_server(folder_handler(weights.parent)) as base:
+        url = f"{base}/{weights.name}"
+        code, _, err = _run("onnx", "--weights", url, "--sha256", "0" * 64, "--no-verify")
+        assert code == 1 and "error: sha256 mismatch" in err and err.count("\n") == 1  # (tqdm redraws with \r)
+        code, stdout, err = _run("onnx", "--weights", url, "--sha256", sha, "--no-verify")
+    assert code == 0, err
+    out = tmp_path / "modelo_audio.onnx"  # the cwd (see conftest), named after the URL
+    assert stdout.strip() == str(out) and out.exists()
+    assert read_onnx_metadata(out)["weights_sha256"] == sha
+    assert [p.name for p in (tmp_path / "xdg" / "ast-sampleid").iterdir()] == [cached_path(url).name]
+    code, stdout, err = _run("verify", str(out), "--weights", url)  # server gone: served from the cache
+    assert code == 0, err
+    assert "parity OK" in stdout
+
+
 def test_usage_errors(weights: Path, tmp_path: Path) -> None:
     assert _run("onnx", "--weights", str(weights), "--fp16", "--int8")[0] == 2
-    assert _run("onnx", "--weights", str(tmp_path / "missing.pth"))[0] == 2
+    code, _, err = _run("onnx", "--weights", str(tmp_path / "missing.pth"))
+    assert code == 2 and f"{tmp_path / 'missing.pth'}: no such file" in err
+    assert _run("verify", str(weights), "--weights", str(tmp_path))[0] == 2  # a folder
     assert _run("onnx", "--weights", str(weights), "--opset", "13")[0] == 2
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a weights file")

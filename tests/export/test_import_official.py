@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from tests.export.hf_models import (
     waveforms,
     write_label_csv,
 )
+from tests.loopback import folder_handler, loopback_server
 from tests.tolerances import HF_PARITY_MAX_ABS
 
 WINDOW = SMALL["max_length"] * 160 + 240  # samples giving exactly max_length frames
@@ -133,20 +132,14 @@ def test_target_frames_resamples_official_grid(official_pth: Path, tmp_path: Pat
 
 def test_import_from_url_with_sha256(official_pth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    handler = type("H", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: handler(*a, directory=str(official_pth.parent)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/{official_pth.name}"
+    with loopback_server(folder_handler(official_pth.parent)) as base:
+        url = f"{base}/{official_pth.name}"
         sha = hashlib.sha256(official_pth.read_bytes()).hexdigest()
         out = tmp_path / "from-url.pth"
         cli("import", "ast", url, "--out", str(out), "--sha256", sha)
         assert load_weights(out).train["imported_from"]["url"] == url
         result = CliRunner().invoke(export_main, ["import", "ast", url, "--out", str(tmp_path / "x.pth"),
                                                   "--sha256", "e" * 64])
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
     assert result.exit_code == 1 and "sha256 mismatch" in result.stderr
     assert not (tmp_path / "x.pth").exists()
 

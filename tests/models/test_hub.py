@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from models.hub import HubError, cached_path, resolve_weights
+from models.hub import HubError, cached_path, resolve_weights, url_basename
+from tests.loopback import loopback_server
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, several read chunks
 GOOD = "/weights/modelo_audio.pth"
@@ -43,15 +43,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture()
 def server() -> Iterator[tuple[str, dict[str, int]]]:
     hits: dict[str, int] = {}
-    handler = type("Handler", (_Handler,), {"hits": hits})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", hits
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with loopback_server(type("Handler", (_Handler,), {"hits": hits})) as base:
+        yield base, hits
 
 
 @pytest.fixture()
@@ -116,3 +109,8 @@ def test_http_error_is_one_line(server: tuple[str, dict[str, int]], cache: Path)
 def test_bad_sha256_argument(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="64 hex digits"):
         resolve_weights(str(tmp_path / "w.pth"), sha256="xyz")
+
+
+def test_url_basename_is_safe() -> None:
+    assert url_basename("https://host/a/b/modelo%20audio.pth?x=1") == "modelo_audio.pth"
+    assert url_basename("https://host/") == "weights.pth"
