@@ -9,7 +9,8 @@ A manifest is a CSV file with a header:
 
 Without a ``split`` column every song is ``train``. Without any ``val`` song, a validation split is carved from
 ``train``, stratified by label: about :data:`VAL_FRACTION` of each label's songs, chosen by a seeded shuffle,
-and never a label's last train song.
+and never a label's last train song (a song that uses several samples moves with all its rows, so it is only
+carved when each of its labels keeps another train song).
 
 An optional ``records.csv`` beside the manifest (columns ``sample`` and ``sample_path``; extra columns such as
 ``record_path`` are ignored) points at the original recording of each sample.
@@ -189,22 +190,42 @@ def _load_records(path: Path, problems: list[str]) -> dict[str, Path]:
     return records
 
 
+def _songs_by_label(entries: list[SongEntry]) -> tuple[dict[str, list[Path]], dict[Path, set[str]]]:
+    """Train songs of each label (distinct, sorted by path) and the train labels of each song."""
+    songs: dict[str, set[Path]] = defaultdict(set)
+    labels: dict[Path, set[str]] = defaultdict(set)
+    for e in entries:
+        if e.split == "train":
+            songs[e.sample].add(e.path)
+            labels[e.path].add(e.sample)
+    return {label: sorted(paths, key=str) for label, paths in songs.items()}, labels
+
+
 def carve_val(entries: list[SongEntry], fraction: float = VAL_FRACTION, seed: int = VAL_SEED) -> list[SongEntry]:
     """Move about ``fraction`` of each label's train songs to val, keeping at least one train song per label.
 
-    Deterministic: songs are shuffled by a seeded RNG per label (sorted by path first), so the result does not
-    depend on the manifest's row order.
+    A song moves with all its rows (it may use several samples), so a song is only picked when every one of
+    its labels keeps another train song; songs already moved for an earlier label count towards a label's
+    share. Deterministic: each label's songs are sorted by path, then shuffled by a seeded RNG, so the
+    result does not depend on the manifest's row order.
     """
-    by_label: dict[str, list[SongEntry]] = defaultdict(list)
-    for e in entries:
-        if e.split == "train":
-            by_label[e.sample].append(e)
+    by_label, labels_of = _songs_by_label(entries)
+    left = {label: len(songs) for label, songs in by_label.items()}  # train songs each label still has
     moved: set[Path] = set()
     for label in sorted(by_label):
-        songs = sorted(by_label[label], key=lambda e: str(e.path))
+        songs = list(by_label[label])
         n_val = min(len(songs) - 1, max(1, round(fraction * len(songs))))
         random.Random(f"{seed}:{label}").shuffle(songs)
-        moved.update(e.path for e in songs[:n_val])
+        for path in songs:
+            if n_val <= 0:
+                break
+            if path not in moved:
+                if any(left[other] <= 1 for other in labels_of[path]):
+                    continue  # it is another label's last train song
+                moved.add(path)
+                for other in labels_of[path]:
+                    left[other] -= 1
+            n_val -= 1
     out = [replace(e, split="val") if e.split == "train" and e.path in moved else e for e in entries]
     logger.info("no val split in the manifest: carved %d val songs from train (stratified by label)",
                 len(moved))

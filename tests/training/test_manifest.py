@@ -170,3 +170,23 @@ def test_unreadable_audio_and_start_past_end(songs: Path) -> None:
         load_manifest(path)
     text = str(info.value)
     assert "unreadable audio" in text and "junk.wav" in text and "past the end" in text
+
+
+def test_carve_never_takes_another_labels_last_train_song(songs: Path) -> None:
+    # s0..s3 each also use a sample that has no other train song, so only s4 and s5 may move to val, while
+    # half of a's 6 songs (3) are asked for: whatever the shuffle, a whole-song carve hit some only{i}.
+    rows = [f"audio/s{i}.wav,a" for i in range(6)] + [f"audio/s{i}.wav,only{i}" for i in range(4)]
+    m = load_manifest(_write(songs, "song,sample", rows), carve_fraction=0.5)
+    assert m.labels == ["a", "only0", "only1", "only2", "only3"]
+    assert {e.sample for e in m.split("train")} == set(m.labels)
+    assert {e.path.name for e in m.split("val")} == {"s4.wav", "s5.wav"}
+    again = load_manifest(_write(songs, "song,sample", list(reversed(rows))), carve_fraction=0.5)
+    assert [e.path.name for e in again.split("val")] == ["s5.wav", "s4.wav"]  # same songs, row order kept
+
+
+def test_carve_moves_nothing_when_every_song_is_some_labels_last(songs: Path) -> None:
+    rows = [f"audio/s{i}.wav,a" for i in range(3)] + [f"audio/s{i}.wav,only{i}" for i in range(3)]
+    m = load_manifest(_write(songs, "song,sample", rows))
+    assert not m.split("val") and {e.sample for e in m.split("train")} == set(m.labels)
+    carved = carve_val(m.entries, fraction=0.9)
+    assert all(e.split == "train" for e in carved)
