@@ -233,17 +233,28 @@ def carve_val(entries: list[SongEntry], fraction: float = VAL_FRACTION, seed: in
 
 
 def _check_duplicates(entries: list[SongEntry], problems: list[str]) -> None:
-    """A song in two splits leaks test data into training (problem); twice in one split is only warned."""
+    """A song in two splits leaks test data into training (problem); the same song and sample twice in one
+    split is only warned. A song on several rows with different samples (it uses several) is fine."""
     splits: dict[Path, set[str]] = defaultdict(set)
-    counts = Counter(e.path for e in entries)
     for e in entries:
         splits[e.path].add(e.split)
     for path, names in sorted(splits.items()):
         if len(names) > 1:
             problems.append(f"song listed in several splits ({', '.join(sorted(names))}): {path}")
-    repeated = sum(1 for path, c in counts.items() if c > 1 and len(splits[path]) == 1)
+    pairs = Counter((e.path, e.sample, e.split) for e in entries)
+    repeated = sum(1 for c in pairs.values() if c > 1)
     if repeated:
-        logger.warning("%d song(s) are listed more than once in the same split", repeated)
+        logger.warning("%d song/sample pair(s) are listed more than once in the same split", repeated)
+
+
+def _split_summary(entries: list[SongEntry]) -> str:
+    """``"3 train, 1 val, 1 test songs"``: distinct songs per split, plus the rows when they differ."""
+    songs = {s: len({e.path for e in entries if e.split == s}) for s in SPLITS}
+    rows = Counter(e.split for e in entries)
+    text = ", ".join(f"{songs[s]} {s}" for s in SPLITS) + " songs"
+    if any(rows[s] != songs[s] for s in SPLITS):
+        text += " (" + ", ".join(f"{rows[s]} {s}" for s in SPLITS) + " rows)"
+    return text
 
 
 def _check_splits(entries: list[SongEntry], problems: list[str]) -> list[str]:
@@ -295,7 +306,5 @@ def load_manifest(path: str | Path, *, carve_fraction: float = VAL_FRACTION) -> 
     labels = _check_splits(entries, problems)
     if problems:
         raise ManifestError(path, problems)
-    counts = Counter(e.split for e in entries)
-    logger.info("%s: %d labels, %s songs, %d records", path.name, len(labels),
-                ", ".join(f"{counts[s]} {s}" for s in SPLITS), len(records))
+    logger.info("%s: %d labels, %s, %d records", path.name, len(labels), _split_summary(entries), len(records))
     return Manifest(entries=entries, labels=labels, records=records, root=path.parent)

@@ -190,3 +190,23 @@ def test_carve_moves_nothing_when_every_song_is_some_labels_last(songs: Path) ->
     assert not m.split("val") and {e.sample for e in m.split("train")} == set(m.labels)
     carved = carve_val(m.entries, fraction=0.9)
     assert all(e.split == "train" for e in carved)
+
+
+def test_song_using_several_samples_is_not_a_duplicate(songs: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rows = ["audio/s0.wav,a,train", "audio/s0.wav,b,train", "audio/s1.wav,a,train", "audio/s2.wav,b,train",
+            "audio/s3.wav,a,val", "audio/s3.wav,b,val"]
+    with caplog.at_level(logging.INFO, logger="training.manifest"):
+        m = load_manifest(_write(songs, "song,sample,split", rows))
+    assert len(m.entries) == 6
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+    summary = [r.getMessage() for r in caplog.records if "labels" in r.getMessage()]
+    assert len(summary) == 1 and "3 train, 1 val, 0 test songs (4 train, 2 val, 0 test rows)" in summary[0]
+
+
+def test_same_song_and_sample_twice_is_warned(songs: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rows = ["audio/s0.wav,a,train", "audio/s0.wav,a,train", "audio/s0.wav,b,train", "audio/s1.wav,a,val"]
+    with caplog.at_level(logging.INFO, logger="training.manifest"):
+        load_manifest(_write(songs, "song,sample,split", rows))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "1 song/sample pair(s)" in warnings[0] and "same split" in warnings[0]
+    assert any("1 train, 1 val, 0 test songs" in r.getMessage() for r in caplog.records)
