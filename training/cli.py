@@ -18,7 +18,6 @@ from pathlib import Path
 import click
 
 from models.logs import log_to_stderr
-
 from training.config import DEFAULT_VARIANT, PRESETS, make_config
 
 EXIT_USAGE = 2
@@ -52,11 +51,14 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder (created).")
 @click.option("--config", "variant", type=click.Choice(sorted(PRESETS)), default=None,
               help=f"Model variant [default: {DEFAULT_VARIANT}, or the --init-from file's].")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs (overrides the preset).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Epochs (overrides the preset; with --resume, the run's new total).")
 @click.option("--init-from", type=str, default=None, help="Weights file (or URL) to start from.")
-@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoint.pt after its last epoch.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True,
+              help="Continue from OUT/checkpoint.pt after its last epoch, with its config; only --epochs, "
+                   "--device, --workers and --threads may change.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="[default: auto]")
+@click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Windows per step per rank.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate.")
 @click.option("--epoch-size", type=click.IntRange(min=1), default=None, help="Training windows per epoch.")
@@ -65,16 +67,19 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
               help="torch CPU threads per rank (0 = torch default).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(manifest: Path, out_dir: Path, variant: str | None, epochs: int | None, init_from: str | None,
-         resume: bool, device: str, seed: int, batch_size: int | None, lr: float | None, epoch_size: int | None,
-         workers: int | None, threads: int | None, verbose: bool) -> None:
+         resume: bool, device: str | None, seed: int | None, batch_size: int | None, lr: float | None,
+         epoch_size: int | None, workers: int | None, threads: int | None, verbose: bool) -> None:
     """Train an AST sample identifier; writes OUT/modelo_audio.pth, metrics.json and curves.png."""
     log_to_stderr(logging.DEBUG if verbose else logging.INFO, LOG_FORMAT)
     from training.train import TrainRequest, run  # heavy imports after --help
 
-    cfg = make_config(variant or DEFAULT_VARIANT, epochs=epochs, device=device, seed=seed, batch_size=batch_size,
-                      lr=lr, epoch_size=epoch_size, workers=workers, threads=threads)
+    # None = not given: the preset's value, or on --resume the checkpoint's.
+    options = {"epochs": epochs, "device": device, "seed": seed, "batch_size": batch_size, "lr": lr,
+               "epoch_size": epoch_size, "workers": workers, "threads": threads}
+    cfg = make_config(variant or DEFAULT_VARIANT, **options)
+    given = frozenset(name for name, value in {**options, "variant": variant}.items() if value is not None)
     req = TrainRequest(manifest=manifest, out_dir=out_dir, config=cfg, init_from=init_from, resume=resume,
-                       variant_given=variant is not None)
+                       variant_given=variant is not None, given=given)
     try:
         metrics = run(req)
     except _usage_errors() as exc:

@@ -198,12 +198,25 @@ class Trainer:
         self.model.ast.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        self._sync_lr()
         best = ckpt["best"]
         self.state = LoopState(epoch=ckpt["epoch"], step=ckpt["step"], history=list(ckpt["history"]),
                                epoch_seconds=list(ckpt["epoch_seconds"]), best_epoch=best["epoch"],
                                best_key=tuple(best["key"]), best_state=best["state_dict"],
                                elapsed_s=ckpt["elapsed_s"])
         restore_rng(ckpt["rng"])
+
+    def _sync_lr(self) -> None:
+        """Set each group's lr from this run's schedule at the restored step.
+
+        The restored optimizer holds the lr of the schedule it was saved under, but the schedule itself is
+        rebuilt from this run's config (LambdaLR does not save plain functions): after ``--epochs`` changed on
+        resume, the cosine spans the new total, and the next step must use it too. Same total: same value.
+        """
+        sched = self.scheduler
+        lrs = [base * fn(sched.last_epoch) for fn, base in zip(sched.lr_lambdas, sched.base_lrs, strict=True)]
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
 
 
 def _fmt(value: float | None) -> str:

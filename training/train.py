@@ -11,13 +11,18 @@ Outputs in ``out_dir`` (written by rank 0 only):
 * ``curves.png`` -- train loss and val accuracy per epoch.
 * ``checkpoint.pt`` -- everything ``--resume`` needs, rewritten atomically after every epoch.
 
-Resuming reuses the checkpoint's config (``--epochs`` may extend the run) and continues after the last
-completed epoch with the saved model, optimizer, scheduler and RNG states, so it ends where an uninterrupted
-run ends.
+Resuming reuses the checkpoint's config and continues after the last completed epoch with the saved model,
+optimizer, scheduler and RNG states, so it ends where an uninterrupted run ends. Only the options given
+explicitly (:attr:`TrainRequest.given`) override the checkpoint's config: ``device``, ``workers`` and
+``threads`` freely; ``epochs`` too (not below the epochs already done), and the warm-up + cosine schedule is
+then rebuilt for the new total from the current step on. Any other option that differs from the checkpoint
+(variant, batch size, epoch size, learning rate, seed, ...) is refused with a :class:`ValueError`: it would
+change the model or the schedule mid-run; train into a new ``--out`` instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import uuid
@@ -54,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "modelo_audio.pth"
 NORM_EPOCH = 1_000_000  # epoch index whose windows estimate the norm stats (never trained on)
+RESUME_CHANGEABLE = ("epochs", "device", "workers", "threads")  # options --resume may change
 
 
 class OutputDirError(OSError):
@@ -70,6 +76,7 @@ class TrainRequest:
     init_from: str | None = None
     resume: bool = False
     variant_given: bool = True  # False: --init-from decides the variant
+    given: frozenset[str] | None = None  # TrainConfig fields set explicitly (None: all); matter on resume
 
 
 def check_out_dir(out_dir: Path, rank: int = 0) -> None:
@@ -132,10 +139,26 @@ def _resolve_spec(req: TrainRequest, manifest: Manifest, ckpt: dict[str, Any] | 
 
 
 def _resume_config(req: TrainRequest, ckpt: dict[str, Any]) -> TrainConfig:
-    cfg = TrainConfig.from_dict(ckpt["config"])
-    cfg.epochs, cfg.device, cfg.workers, cfg.threads = (req.config.epochs, req.config.device,
-                                                        req.config.workers, req.config.threads)
-    return cfg
+    """The checkpoint's config with the explicitly given options applied (rules in the module docstring).
+
+    Raises:
+        ValueError: a given option would change what cannot change mid-run (one line).
+    """
+    saved = TrainConfig.from_dict(ckpt["config"])
+    names = req.given if req.given is not None else {f.name for f in dataclasses.fields(TrainConfig)}
+    changes = {n: getattr(req.config, n) for n in sorted(names) if getattr(req.config, n) != getattr(saved, n)}
+    fixed = [n for n in changes if n not in RESUME_CHANGEABLE]
+    if fixed:
+        name = fixed[0]
+        raise ValueError(f"--resume cannot change {name} (checkpoint: {getattr(saved, name)!r}, asked: "
+                         f"{changes[name]!r}); drop the option or train into a new --out")
+    if changes.get("epochs", ckpt["epoch"]) < ckpt["epoch"]:
+        raise ValueError(f"--resume: --epochs {changes['epochs']} is fewer than the {ckpt['epoch']} epochs "
+                         "the checkpoint has already completed")
+    if changes:
+        logger.info("resuming with the checkpoint's config, except %s",
+                    ", ".join(f"{n}={v!r}" for n, v in changes.items()))
+    return dataclasses.replace(saved, **changes)
 
 
 def prepare(req: TrainRequest, info: DistInfo) -> tuple[Manifest, dict[str, Any] | None]:

@@ -1,4 +1,4 @@
-"""Checkpoints: RNG round trip, atomic safe files, and resume == uninterrupted run."""
+"""Checkpoints: RNG round trip, atomic safe files, resume == uninterrupted run, and the config on resume."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 from models import load_weights
-from tests.training.train_helpers import tiny_request, write_manifest
+from tests.training.train_helpers import tiny_config, tiny_request, write_manifest
 from training.checkpoint import (
     CheckpointError,
     capture_rng,
@@ -19,7 +20,8 @@ from training.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from training.loop import Trainer
+from training.cli import main
+from training.loop import Trainer, cosine_lambda
 from training.train import run
 
 
@@ -97,3 +99,69 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.Mo
     for key in sd_full:
         torch.testing.assert_close(sd_resumed[key], sd_full[key], rtol=1e-5, atol=1e-6, msg=key)
     assert json.loads((tmp_path / "split" / "metrics.json").read_text())["epochs"][1]["epoch"] == 2
+
+
+def _interrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **overrides: object) -> tuple[Path, Path]:
+    """A tiny run (epochs=2 unless overridden) killed during its second epoch: checkpoint after epoch 1."""
+    manifest, out = write_manifest(tmp_path / "data"), tmp_path / "run"
+    original = Trainer.run_epoch
+
+    def crash_in_second_epoch(self: Trainer, epoch: int, val: object) -> dict:
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return original(self, epoch, val)
+
+    monkeypatch.setattr(Trainer, "run_epoch", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_request(manifest, out, **overrides))
+    monkeypatch.setattr(Trainer, "run_epoch", original)
+    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+    return manifest, out
+
+
+def test_cli_resume_takes_the_checkpoints_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest, out = _interrupted_run(tmp_path, monkeypatch)
+    args = ["--manifest", str(manifest), "--out", str(out), "--resume"]
+    result = CliRunner().invoke(main, args)  # no --epochs: the checkpoint's 2, not the tiny preset's 10
+    assert result.exit_code == 0, result.output
+    assert [row["epoch"] for row in json.loads((out / "metrics.json").read_text())["epochs"]] == [1, 2]
+    assert load_checkpoint(out / "checkpoint.pt")["config"] == tiny_config().to_dict()
+
+    lrs: list[tuple[int, float]] = []
+    original = Trainer.run_epoch
+
+    def record_lr(self: Trainer, epoch: int, val: object) -> dict:
+        lrs.append((self.state.step, self.optimizer.param_groups[0]["lr"]))
+        return original(self, epoch, val)
+
+    monkeypatch.setattr(Trainer, "run_epoch", record_lr)
+    result = CliRunner().invoke(main, [*args, "--epochs", "3"])  # extending: the schedule spans 3 epochs
+    assert result.exit_code == 0, result.output
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["epoch"] == 3 and ckpt["config"]["epochs"] == 3
+    cfg = tiny_config(epochs=3)
+    step_per_epoch = ckpt["step"] // 3
+    total = 3 * step_per_epoch
+    schedule = cosine_lambda(total, max(1, round(cfg.warmup_frac * total)), cfg.min_lr_ratio)
+    assert lrs == [(2 * step_per_epoch, pytest.approx(cfg.lr * schedule(2 * step_per_epoch)))]
+
+
+@pytest.mark.parametrize(("option", "value", "needle"), [("--batch-size", "4", "batch_size"),
+                                                          ("--config", "small", "variant"),
+                                                          ("--seed", "1", "seed")])
+def test_cli_resume_refuses_mid_run_changes(tmp_path: Path, option: str, value: str, needle: str) -> None:
+    manifest, out = write_manifest(tmp_path / "data"), tmp_path / "run"
+    out.mkdir()
+    save_checkpoint(out / "checkpoint.pt", {"config": tiny_config().to_dict(), "epoch": 1})
+    result = CliRunner().invoke(main, ["--manifest", str(manifest), "--out", str(out), "--resume", option, value])
+    assert result.exit_code == 2, result.output
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("ast-train: error:")]
+    assert len(errors) == 1 and f"cannot change {needle}" in errors[0], result.stderr
+
+
+def test_cli_resume_refuses_fewer_epochs_than_done(tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path / "data"), tmp_path / "run"
+    out.mkdir()
+    save_checkpoint(out / "checkpoint.pt", {"config": tiny_config(epochs=4).to_dict(), "epoch": 3})
+    result = CliRunner().invoke(main, ["--manifest", str(manifest), "--out", str(out), "--resume", "--epochs", "2"])
+    assert result.exit_code == 2 and "fewer than the 3 epochs" in result.stderr, result.output
