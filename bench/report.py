@@ -66,6 +66,11 @@ def _fmt(value: float | None, spec: str = ".1f", unit: str = "") -> str:
     return f"{value:{spec}}{unit}"
 
 
+def _md_row(cells: list[str]) -> str:
+    """One markdown table row; a ``|`` inside a cell (``max |Δp|``, an error message) is escaped as ``\\|``."""
+    return "| " + " | ".join(cell.replace("|", r"\|") for cell in cells) + " |"
+
+
 def _best(row: VariantRow) -> dict[str, Any]:
     measured = [b for b in row.batches.values() if "clips_per_s" in b]
     return max(measured, key=lambda b: b["clips_per_s"]) if measured else {}
@@ -100,12 +105,12 @@ def markdown(report: Report) -> str:
         clip_s = report.settings["clip_seconds"][config]
         header = ["variant"] + [f"b{b} clips/s" for b in batches]
         header += ["best ms/clip", "best RTF", "top-1 agree", "max |Δp|", "emb err/spread"]
-        lines += ["", f"**{config}** ({clip_s:.2f} s windows)", "", "| " + " | ".join(header) + " |"]
+        lines += ["", f"**{config}** ({clip_s:.2f} s windows)", "", _md_row(header)]
         lines.append("|" + "---|" * len(header))
         for row in (r for r in report.rows if r.config == config):
             if row.status != "ok":
                 cells = [f"{row.variant} ({row.device})", row.status] + [""] * (len(header) - 2)
-                lines.append("| " + " | ".join(cells) + " |")
+                lines.append(_md_row(cells))
                 continue
             best = _best(row)
             agree = row.top1_agreement
@@ -117,7 +122,7 @@ def markdown(report: Report) -> str:
                 _fmt(row.probs_max_abs, ".1e"),
                 _fmt(row.embedding_rel_err, ".1e"),
             ]
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append(_md_row(cells))
     return "\n".join(lines) + "\n"
 
 
