@@ -6,15 +6,13 @@ To add a subcommand (e.g. ``import``, issue 7), write it in its module and add o
 from __future__ import annotations
 
 import logging
-import sys
 import warnings
 
 import click
 
-from models.logs import log_to_stderr
-
 from ast_export.commands import onnx_cmd, pt2_cmd, torchscript_cmd, verify_cmd
 from ast_export.import_cli import import_cmd
+from models.logs import log_to_stderr
 
 LOG_FORMAT = "%(message)s"
 PACKAGE_LOGGER = "ast_export"

@@ -24,7 +24,6 @@ import csv
 import json
 import logging
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
