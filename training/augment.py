@@ -39,7 +39,7 @@ class AugmentConfig:
         enabled: master switch; False gives clean windows (useful for norm stats and debugging).
         record_prob: share of items built from records.csv originals (cut, transformed, mixed), when present.
         speed_prob: turntable speed change (pitch and tempo together).
-        speed_max: maximal relative speed change (0.12 = x0.89..x1.12).
+        speed_max: maximal relative speed change (0.3 = x0.77..x1.3; producers repitch a lot).
         pitch_prob: pitch-only shift (resample + time stretch back).
         pitch_semitones: maximal pitch shift.
         tempo_prob: tempo-only change (time stretch).
@@ -54,12 +54,15 @@ class AugmentConfig:
         snr_db: sample-to-accompaniment power ratio range in dB for record cuts.
         other_song_prob: share of record-cut beds taken from other labels' songs (else drums/bass/noise).
         song_scale: multiplier on the probabilities above for windows of real training songs (light touch).
+        background_prob: share of "no known sample" items (song audio outside the sample's span, or a
+            drum/bass bed), trained towards a flat distribution so that windows without a sample do not
+            outvote the ones with it when a song is scored by its best window.
     """
 
     enabled: bool = True
     record_prob: float = 0.5
-    speed_prob: float = 0.5
-    speed_max: float = 0.12
+    speed_prob: float = 0.6
+    speed_max: float = 0.3
     pitch_prob: float = 0.1
     pitch_semitones: float = 2.0
     tempo_prob: float = 0.1
@@ -74,11 +77,12 @@ class AugmentConfig:
     snr_db: tuple[float, float] = (-6.0, 12.0)
     other_song_prob: float = 0.4
     song_scale: float = 0.4
+    background_prob: float = 0.1
 
     @classmethod
     def off(cls) -> AugmentConfig:
         """No augmentation at all (and no record cuts)."""
-        return cls(enabled=False, record_prob=0.0)
+        return cls(enabled=False, record_prob=0.0, background_prob=0.0)
 
 
 # ------------------------------------------------------------ parametric
