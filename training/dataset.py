@@ -13,7 +13,10 @@ An item:
    mixes it over a bed (another label's song, away from that song's sample when the manifest says where it
    is, or synthesized drums + bass) at a random sample-to-accompaniment ratio, sometimes with vinyl noise;
 3. otherwise takes a window of one of the label's train songs centred on a random point of the span where the
-   sample sounds (``start_s``..``end_s``; the whole song when unknown), lightly augmented.
+   sample sounds (``start_s``..``end_s``; the whole song when unknown), lightly augmented;
+4. with probability ``augment.background_prob`` the item is instead a window *without* any sample: song
+   audio outside the sample's span, or a synthesized drum + bass bed. Its label is :data:`BACKGROUND`
+   (``-1``); the loss trains it towards a flat distribution over the labels.
 
 Audio is decoded once at construction (int16 in memory, half the size of float32) and shared copy-on-write
 with forked workers.
@@ -45,6 +48,7 @@ PARTIAL_PROB = 0.15  # record-cut windows where the sample starts/stops inside t
 OTHER_SONG_MIN_SNR_DB = 0.0  # a bed from another song may hold another sample: keep ours on top
 EPOCH_SIZE_PER_SONG = 8
 LABEL_ORDER_KEY = 0x5EED
+BACKGROUND = -1  # label of a window that holds no known sample
 
 
 def _to_int16(x: np.ndarray) -> np.ndarray:
@@ -122,7 +126,8 @@ class TrainWindows(Dataset):
         wanted = [(index[s], p) for s, p in sorted(manifest.records.items()) if s in index]
         rec_waves = _decode_all([p for _, p in wanted], sample_rate)
         self.records: dict[int, np.ndarray] = {k: w for (k, _), w in zip(wanted, rec_waves, strict=True)}
-        self.beds = self._make_beds() if self.records and self.augment.enabled else []
+        self._outside = self._outside_spans()
+        self.beds = self._make_beds() if self.augment.enabled and (self.records or self._wants_background()) else []
         self.epoch_size = epoch_size if epoch_size is not None else EPOCH_SIZE_PER_SONG * len(self.songs)
         self.epoch = 0
         self._order = self._label_order()
@@ -140,6 +145,18 @@ class TrainWindows(Dataset):
             mix = mix + 10 ** (rng.uniform(-9, -2) / 20) * synth.bass_line(rng, n, bpm, sr=self.sample_rate)
             beds.append(mix.astype(np.float32))
         return beds
+
+    def _outside_spans(self) -> list[tuple[int, int, int]]:
+        """``(song, first start, last start)`` of every window that fits outside a song's sample span."""
+        spans = []
+        for i, song in enumerate(self.songs):
+            for a, b in ((0, song.start - self.window), (song.end, len(song.wave) - self.window)):
+                if b >= a:
+                    spans.append((i, a, b))
+        return spans
+
+    def _wants_background(self) -> bool:
+        return self.augment.enabled and self.augment.background_prob > 0
 
     def _label_order(self) -> np.ndarray:
         """Balanced, shuffled label per index for the current epoch."""
@@ -160,7 +177,9 @@ class TrainWindows(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         label = int(self._order[index])
         cfg = self.augment
-        if cfg.enabled and label in self.records and rng.random() < cfg.record_prob:
+        if self._wants_background() and rng.random() < cfg.background_prob:
+            x, label = self._background_item(rng), BACKGROUND
+        elif cfg.enabled and label in self.records and rng.random() < cfg.record_prob:
             x = self._record_item(label, rng)
         else:
             x = self._song_item(label, rng)
@@ -182,6 +201,18 @@ class TrainWindows(Dataset):
         if factor != 1.0:
             x = A.fix_length(A.change_speed(x, factor), self.window)
         return A.length_preserving(x, rng, cfg, scale) if scale > 0 else x
+
+    def _background_item(self, rng: np.random.Generator) -> np.ndarray:
+        """A window holding no known sample: song audio outside its span, else a bed, lightly augmented."""
+        cfg, n = self.augment, self.window
+        if self._outside and (not self.beds or rng.random() < 0.7):
+            song, a, b = self._outside[int(rng.integers(0, len(self._outside)))]
+            x = _read(self.songs[song].wave, int(rng.integers(a, b + 1)), n)  # [S]
+        else:
+            bed = self.beds[int(rng.integers(0, len(self.beds)))]
+            start = int(rng.integers(0, len(bed) - n + 1))
+            x = bed[start : start + n] * np.float32(10 ** (rng.uniform(-12, 0) / 20))  # [S]
+        return A.length_preserving(x, rng, cfg, cfg.song_scale)
 
     def _record_item(self, label: int, rng: np.random.Generator) -> np.ndarray:
         """A cut of the label's original sample, transformed, looped and mixed over other material."""

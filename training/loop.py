@@ -2,8 +2,9 @@
 
 Reads top to bottom like nanoGPT's ``train.py``: per batch, ``model.features(wave)`` (frontend + norm, no
 gradients: the frontend has no weights), SpecAugment on the normalised fbank, ``ast(feats)``, label-smoothed
-cross-entropy, clipped AdamW step, LambdaLR step (linear warm-up then cosine). Under DDP only the AST is
-wrapped (the frontend is parameter-free), so gradients are averaged across ranks in ``backward``.
+cross-entropy (a flat target for background windows), clipped AdamW step, LambdaLR step (linear warm-up then
+cosine). Under DDP only the AST is wrapped (the frontend is parameter-free), so gradients are averaged
+across ranks in ``backward``.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ class Trainer:
             feats = self.augment(self.model.features(wave))  # [B, T, M]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             logits = self.ast(feats)  # [B, C]
-        loss = F.cross_entropy(logits.float(), label, label_smoothing=self.cfg.label_smoothing)
+        loss = window_loss(logits.float(), label, self.cfg.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:
@@ -217,6 +218,19 @@ class Trainer:
         lrs = [base * fn(sched.last_epoch) for fn, base in zip(sched.lr_lambdas, sched.base_lrs, strict=True)]
         for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
             group["lr"] = lr
+
+
+def window_loss(logits: torch.Tensor, label: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Mean loss over a batch: label-smoothed cross-entropy for windows with a sample, and cross-entropy
+    against the flat distribution for background windows (label ``< 0``, see ``training.dataset``)."""
+    known = label >= 0  # [B]
+    total = logits.new_zeros(())
+    if known.any():
+        total = total + F.cross_entropy(logits[known], label[known], label_smoothing=label_smoothing,
+                                        reduction="sum")
+    if not known.all():
+        total = total - F.log_softmax(logits[~known], dim=1).mean(dim=1).sum()  # CE vs uniform
+    return total / len(label)
 
 
 def _fmt(value: float | None) -> str:

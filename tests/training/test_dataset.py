@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from training.augment import AugmentConfig
-from training.dataset import TrainWindows, eval_windows, song_windows
+from training.dataset import BACKGROUND, TrainWindows, eval_windows, song_windows
 from training.demo_data import DemoOptions, build_demo
 from training.manifest import Manifest, load_manifest
 
@@ -25,7 +25,7 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
 
 
 def test_items_shape_range_and_labels(manifest: Manifest) -> None:
-    ds = TrainWindows(manifest, WINDOW, seed=1, epoch_size=24)
+    ds = TrainWindows(manifest, WINDOW, seed=1, epoch_size=24, augment=AugmentConfig(background_prob=0.0))
     assert len(ds) == 24
     labels = []
     for i in range(len(ds)):
@@ -99,3 +99,21 @@ def test_reads_record_free_manifests(tmp_path: Path, manifest: Manifest) -> None
     bare = Manifest(entries=manifest.entries, labels=manifest.labels, records={}, root=manifest.root)
     ds = TrainWindows(bare, WINDOW, seed=0, epoch_size=3)
     assert ds.records == {} and ds[0][0].shape == (WINDOW,)
+
+
+def test_background_items_hold_no_sample(manifest: Manifest) -> None:
+    ds = TrainWindows(manifest, WINDOW, seed=2, epoch_size=40, augment=AugmentConfig(background_prob=1.0))
+    items = [ds[i] for i in range(len(ds))]
+    assert {label for _, label in items} == {BACKGROUND}
+    assert all(torch.isfinite(x).all() and x.abs().max() > 0 for x, _ in items)
+    some = TrainWindows(manifest, WINDOW, seed=2, epoch_size=200)  # default share
+    share = sum(some[i][1] == BACKGROUND for i in range(len(some))) / len(some)
+    assert 0.03 < share < 0.2
+
+
+def test_background_windows_lie_outside_the_sample_span(manifest: Manifest) -> None:
+    ds = TrainWindows(manifest, WINDOW, seed=0, epoch_size=4)
+    assert ds._outside, "demo songs have audio outside their sample's span"
+    for song, first, last in ds._outside:
+        span = ds.songs[song]
+        assert last + WINDOW <= span.start or first >= span.end

@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from models import WeightsFile, build_scoring_model, get_config, load_weights, save_weights
 from models.config import FbankConfig
 from tests.training.train_helpers import TINY_MODEL, tiny_request, write_manifest
+from training.dataset import BACKGROUND
 from training.distributed import DistInfo, shard_indices
-from training.loop import SpecAugment, cosine_lambda
+from training.loop import SpecAugment, cosine_lambda, window_loss
 from training.metrics import SongSet, count_hits, song_scores
 from training.model_setup import HEAD_KEYS, init_spec
 from training.train import run
@@ -169,3 +171,22 @@ def test_init_from_resamples_pos_embed_for_new_frames(tmp_path: Path) -> None:
     model = spec.build()
     assert model.ast.pos_embed.shape[1] == 2 + expected.grid[0] * expected.grid[1]
     assert torch.equal(model.ast.blocks[0].attn.qkv.weight, load_weights(path).state_dict["blocks.0.attn.qkv.weight"])
+
+
+def test_window_loss_flat_target_for_background() -> None:
+    logits = torch.tensor([[2.0, 0.0, -1.0], [5.0, 0.0, 0.0], [0.0, 0.0, 0.0]])  # [B, C]
+    label = torch.tensor([0, BACKGROUND, BACKGROUND])  # [B]
+    loss = window_loss(logits, label, label_smoothing=0.0)
+    ce_known = F.cross_entropy(logits[:1], label[:1], reduction="sum")
+    flat = -F.log_softmax(logits[1:], dim=1).mean(dim=1).sum()  # CE vs the uniform distribution
+    assert torch.isclose(loss, (ce_known + flat) / 3)
+    flat_only = window_loss(torch.zeros(2, 4), torch.tensor([BACKGROUND, BACKGROUND]), 0.1)
+    assert torch.isclose(flat_only, torch.log(torch.tensor(4.0)))  # minimum: a flat prediction
+    x = logits[1:2].clone().requires_grad_(True)
+    window_loss(x, torch.tensor([BACKGROUND]), 0.0).backward()
+    assert x.grad[0, 0] > 0 and (x.grad[0, 1:] < 0).all()  # pushes the confident logit down
+
+
+def test_window_loss_without_background_is_plain_cross_entropy() -> None:
+    logits, label = torch.randn(5, 4), torch.tensor([0, 1, 2, 3, 0])
+    assert torch.isclose(window_loss(logits, label, 0.1), F.cross_entropy(logits, label, label_smoothing=0.1))
