@@ -122,7 +122,7 @@ def _interrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **override
 def test_cli_resume_takes_the_checkpoints_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     manifest, out = _interrupted_run(tmp_path, monkeypatch)
     args = ["--manifest", str(manifest), "--out", str(out), "--resume"]
-    result = CliRunner().invoke(main, args)  # no --epochs: the checkpoint's 2, not the tiny preset's 10
+    result = CliRunner().invoke(main, args)  # no --epochs: the checkpoint's 2, not the tiny preset's 24
     assert result.exit_code == 0, result.output
     assert [row["epoch"] for row in json.loads((out / "metrics.json").read_text())["epochs"]] == [1, 2]
     assert load_checkpoint(out / "checkpoint.pt")["config"] == tiny_config().to_dict()
