@@ -4,19 +4,25 @@ A checkpoint holds, as nanoGPT's: model, optimizer and scheduler state, the epoc
 configs, labels and norm stats, the metrics so far, the best model so far, and the RNG states of torch
 (CPU and CUDA), numpy and ``random``. Every value is a tensor or a plain Python type, so the file is read with
 ``torch.load(weights_only=True)`` like the weights file. Writes are atomic (temp file + ``os.replace``): a
-crash mid-write leaves the previous checkpoint intact.
+crash mid-write leaves the previous checkpoint intact, and a ``.checkpoint.pt.*.tmp`` file that the next run
+removes (:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
 import random
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = "ast-sampleid-checkpoint/1"
@@ -72,6 +78,24 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temps(folder: Path, names: Iterable[str] = (CHECKPOINT_NAME,)) -> list[Path]:
+    """Delete the ``.NAME.*.tmp`` files that a process killed mid-write left beside each of ``names``.
+
+    :func:`atomic_torch_save` and ``models.save_weights`` name their temp files so. Call it before the run
+    writes anything: it would also remove the temp file of a write in progress. Returns the removed paths.
+    """
+    removed: list[Path] = []
+    for name in names:
+        for tmp in sorted(Path(folder).glob(f".{glob.escape(name)}.*.tmp")):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    if removed:
+        logger.info("removed %d temp file(s) left by an interrupted write: %s", len(removed),
+                    ", ".join(p.name for p in removed))
+    return removed
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

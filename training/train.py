@@ -38,7 +38,13 @@ from models.config import ast_config_from_dict, config_to_dict, fbank_config_fro
 from training import distributed
 from training.audio import load_audio
 from training.augment import AugmentConfig
-from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from training.checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    load_checkpoint,
+    remove_stale_temps,
+    save_checkpoint,
+)
 from training.config import TrainConfig
 from training.dataset import TrainWindows
 from training.distributed import DistInfo
@@ -165,6 +171,8 @@ def prepare(req: TrainRequest, info: DistInfo) -> tuple[Manifest, dict[str, Any]
     """Checks that must pass before any training step: manifest, output folder, checkpoint."""
     manifest = load_manifest(req.manifest)
     check_out_dir(req.out_dir, info.rank)
+    if info.is_main:  # the one writer: drop temp files of writes a killed run left unfinished
+        remove_stale_temps(req.out_dir, (CHECKPOINT_NAME, WEIGHTS_NAME))
     ckpt = load_checkpoint(req.out_dir / CHECKPOINT_NAME) if req.resume else None
     if ckpt is not None:
         req.config = _resume_config(req, ckpt)

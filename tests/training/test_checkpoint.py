@@ -17,6 +17,7 @@ from training.checkpoint import (
     CheckpointError,
     capture_rng,
     load_checkpoint,
+    remove_stale_temps,
     restore_rng,
     save_checkpoint,
 )
@@ -47,6 +48,18 @@ def test_checkpoint_round_trip_is_weights_only(tmp_path: Path) -> None:
     assert state["epoch"] == 3 and torch.equal(state["model"]["w"], torch.ones(2))
     assert not list(tmp_path.glob(".*.tmp"))
     restore_rng(state["rng"])
+
+
+def test_remove_stale_temps_takes_only_its_own_temp_files(tmp_path: Path) -> None:
+    stale = [tmp_path / ".checkpoint.pt.x1y2z3.tmp", tmp_path / ".modelo_audio.pth.4242.tmp"]
+    kept = [tmp_path / "checkpoint.pt", tmp_path / ".other.pt.1.tmp", tmp_path / ".checkpoint.pt.bak",
+            tmp_path / "checkpoint.pt.1.tmp"]
+    for path in stale + kept:
+        path.write_bytes(b"x")
+    removed = remove_stale_temps(tmp_path, ("checkpoint.pt", "modelo_audio.pth"))
+    assert sorted(removed) == sorted(stale)
+    assert sorted(tmp_path.iterdir()) == sorted(kept)
+    assert remove_stale_temps(tmp_path / "missing") == []
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint", None])

@@ -1,4 +1,4 @@
-"""Real crashes: a training child process SIGKILLed at a random point, then resumed.
+"""Real crashes: a training child process SIGKILLed at a random point, or mid-checkpoint-write, then resumed.
 
 The child (``tests/training/kill_child.py``) runs the tiny model for :data:`EPOCHS` epochs; the resumed run
 must end exactly where an uninterrupted run of the same request ends.
@@ -19,10 +19,12 @@ from typing import Any
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from models import load_weights
 from tests.training.train_helpers import tiny_request, write_manifest
-from training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from training.cli import main
 from training.train import WEIGHTS_NAME, run
 
 logger = logging.getLogger(__name__)
@@ -134,3 +136,23 @@ def test_sigkill_at_a_random_point_then_resume_finishes(reference: tuple[Path, d
 
     _assert_same_run(_resume(manifest, out), full, out, full_out)
 
+
+def test_sigkill_mid_checkpoint_write_leaves_the_last_checkpoint(reference: tuple[Path, dict[str, Any], Path],
+                                                                 tmp_path: Path) -> None:
+    """The second checkpoint write is half on disk when the kill lands; ``ast-train --resume`` then finishes."""
+    manifest, full, full_out = reference
+    out, marker = tmp_path / "torn", tmp_path / "torn.marker"
+    child = _spawn(manifest, out, "--tear-write", "2", "--marker", str(marker))
+    _wait_for(marker.exists, child, out, "torn second checkpoint write")
+    _sigkill(child, out)
+
+    assert load_checkpoint(out / CHECKPOINT_NAME)["epoch"] == 1  # the first checkpoint, intact
+    torn = list(out.glob(f".{CHECKPOINT_NAME}.*.tmp"))
+    assert len(torn) == 1, torn  # the half-written second one, never renamed over checkpoint.pt
+    with pytest.raises(CheckpointError):
+        load_checkpoint(torn[0])
+
+    result = CliRunner().invoke(main, ["--manifest", str(manifest), "--out", str(out), "--resume"])
+    assert result.exit_code == 0, result.output  # the torn file does not stop --resume
+    _assert_same_run(json.loads((out / "metrics.json").read_text()), full, out, full_out)
+    assert not list(out.glob(".*.tmp"))  # and the resumed run removed it
