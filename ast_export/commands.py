@@ -179,17 +179,25 @@ def onnx_cmd(weights: str, sha256: str | None, out: Path | None, no_verify: bool
         run_verify(out, src, audio, manifest, report, max_windows)
 
 
+def _export_torch_format(exporter: Callable[[Source, Path], ExportResult], fmt: str, weights: str,
+                         sha256: str | None, out: Path | None, no_verify: bool, audio: tuple[Path, ...],
+                         manifest: Path | None, report: Path | None, max_windows: int) -> None:
+    """TorchScript / .pt2: load, export, report, then verify unless told not to."""
+    src = load_source(weights, sha256)
+    result = exporter(src, out or default_out(weights, fmt))
+    _report_done(result)
+    if not no_verify:
+        run_verify(result.path, src, audio, manifest, report, max_windows)
+
+
 @click.command("torchscript")
 @_export_options
 @one_line_errors
 def torchscript_cmd(weights: str, sha256: str | None, out: Path | None, no_verify: bool,
                     audio: tuple[Path, ...], manifest: Path | None, report: Path | None, max_windows: int) -> None:
     """Export the scoring graph with torch.jit.trace (check_trace on a second batch size)."""
-    src = load_source(weights, sha256)
-    result = export_torchscript(src, out or default_out(weights, "torchscript"))
-    _report_done(result)
-    if not no_verify:
-        run_verify(result.path, src, audio, manifest, report, max_windows)
+    _export_torch_format(export_torchscript, "torchscript", weights, sha256, out, no_verify, audio, manifest,
+                         report, max_windows)
 
 
 @click.command("pt2")
@@ -198,11 +206,7 @@ def torchscript_cmd(weights: str, sha256: str | None, out: Path | None, no_verif
 def pt2_cmd(weights: str, sha256: str | None, out: Path | None, no_verify: bool, audio: tuple[Path, ...],
             manifest: Path | None, report: Path | None, max_windows: int) -> None:
     """Export the scoring graph with torch.export (dynamic batch) to a .pt2 file."""
-    src = load_source(weights, sha256)
-    result = export_pt2(src, out or default_out(weights, "pt2"))
-    _report_done(result)
-    if not no_verify:
-        run_verify(result.path, src, audio, manifest, report, max_windows)
+    _export_torch_format(export_pt2, "pt2", weights, sha256, out, no_verify, audio, manifest, report, max_windows)
 
 
 @click.command("verify")

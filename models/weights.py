@@ -13,7 +13,6 @@ On disk it is a ``torch.save`` of a dict holding only tensors and plain Python v
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import pickle
@@ -25,13 +24,13 @@ from typing import Any
 import torch
 
 from models.config import ASTConfig, FbankConfig, ast_config_from_dict, config_to_dict, fbank_config_from_dict
+from models.hub import file_sha256
 from models.scoring import ScoringModel
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FORMAT = "ast-sampleid/1"
 REQUIRED_KEYS = ("format", "model_config", "fbank_config", "labels", "norm", "state_dict", "train")
-HASH_CHUNK_BYTES = 1 << 20
 MAX_MESSAGE_CHARS = 300
 # The base types' own conversions: they give the plain type even when a subclass overrides __str__ & co.
 PLAIN_SCALARS = {str: str.__str__, int: int.__int__, float: float.__float__}
@@ -118,11 +117,7 @@ def build_scoring_model(wf: WeightsFile) -> ScoringModel:
 
 def weights_sha256(path: str | os.PathLike) -> str:
     """Hex SHA-256 of the file's bytes (recorded in export metadata)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(HASH_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def _to_payload(wf: WeightsFile) -> dict[str, Any]:
