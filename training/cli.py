@@ -1,8 +1,8 @@
 """``ast-train``: train an AST sample identifier from a manifest.
 
 Results go to files in ``--out``; logs and progress go to stderr. Usage errors (bad manifest, unwritable
-``--out``, missing checkpoint, unusable ``--init-from``) print one line on stderr and exit with code 2
-before any training step.
+or full ``--out``, missing checkpoint, unusable ``--init-from``) print one line on stderr and exit with
+code 2 before any training step.
 
 Distributed: ``torchrun --nproc-per-node N -m training --manifest ... --out ...`` (gloo on CPU, nccl on
 CUDA); ``--epoch-size`` and ``--batch-size`` are then the total windows per epoch and the per-rank batch.
@@ -41,7 +41,7 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     from training.checkpoint import CheckpointError
     from training.manifest import ManifestError
     from training.model_setup import InitError
-    from training.train import OutputDirError
+    from training.out_dir import OutputDirError
 
     return ManifestError, OutputDirError, CheckpointError, WeightsError, InitError, HubError, FileNotFoundError
 

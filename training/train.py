@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,16 +59,13 @@ from training.model_setup import (
     software_versions,
     weights_file,
 )
+from training.out_dir import check_free_space, check_out_dir
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "modelo_audio.pth"
 NORM_EPOCH = 1_000_000  # epoch index whose windows estimate the norm stats (never trained on)
 RESUME_CHANGEABLE = ("epochs", "device", "workers", "threads")  # options --resume may change
-
-
-class OutputDirError(OSError):
-    """``--out`` cannot be created or written."""
 
 
 @dataclass
@@ -83,21 +79,6 @@ class TrainRequest:
     resume: bool = False
     variant_given: bool = True  # False: --init-from decides the variant
     given: frozenset[str] | None = None  # TrainConfig fields set explicitly (None: all); matter on resume
-
-
-def check_out_dir(out_dir: Path, rank: int = 0) -> None:
-    """Create ``out_dir`` and prove it is writable with a probe file.
-
-    Raises:
-        OutputDirError: one-line reason.
-    """
-    probe = Path(out_dir) / f".ast-train-probe-{rank}-{uuid.uuid4().hex}"
-    try:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputDirError(f"--out {out_dir} is not writable: {exc.strerror or exc}") from exc
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -185,6 +166,7 @@ def build(req: TrainRequest, manifest: Manifest, ckpt: dict[str, Any] | None, in
     cfg = req.config
     seed_everything(cfg.seed)
     spec = _resolve_spec(req, manifest, ckpt)
+    check_free_space(req.out_dir, spec.ast_cfg)  # every rank, so that all of them stop together
     window = window_samples(spec.fbank_cfg, spec.ast_cfg)
     train_set = TrainWindows(manifest, window, seed=cfg.seed, augment=AugmentConfig(),
                              epoch_size=cfg.epoch_size)
@@ -239,8 +221,9 @@ def run(req: TrainRequest, info: DistInfo | None = None) -> dict[str, Any]:
     """Train as ``req`` says and return the metrics (as written to ``metrics.json``).
 
     Raises:
-        training.manifest.ManifestError, OutputDirError, CheckpointError, models.WeightsError,
-        training.model_setup.InitError, ValueError: bad input, all raised before the first step.
+        training.manifest.ManifestError, training.out_dir.OutputDirError, CheckpointError,
+        models.WeightsError, training.model_setup.InitError, ValueError: bad input, all raised before the
+        first step.
     """
     info = info or distributed.env_info()
     manifest, ckpt = prepare(req, info)

@@ -1,8 +1,10 @@
-"""``ast-train`` command line: help, one-line usage errors (exit 2), and an end-to-end run."""
+"""``ast-train`` command line: help, one-line usage errors (exit 2; a full ``--out`` too), and an end-to-end run."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.training.train_helpers import write_manifest
+from tests.training.train_helpers import fail_probe, fake_free, write_manifest
 from training.cli import main
+from training.loop import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -58,6 +61,40 @@ def test_unwritable_out_is_a_usage_error(manifest: Path, tmp_path: Path) -> None
     result = CliRunner().invoke(main, ["--manifest", str(manifest), "--out", str(blocker / "out")])
     _assert_one_line_error(result)
     assert "not writable" in result.stderr
+
+
+@pytest.fixture
+def no_training(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Epochs that started (the test fails on the first one instead of training)."""
+    started: list[int] = []
+
+    def run_epoch(self: Trainer, epoch: int, val: object) -> dict:
+        started.append(epoch)
+        raise AssertionError("a training epoch started")
+
+    monkeypatch.setattr(Trainer, "run_epoch", run_epoch)
+    return started
+
+
+def test_out_without_room_for_checkpoints_is_a_usage_error(manifest: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           no_training: list[int]) -> None:
+    fake_free(monkeypatch, 3_100_000)  # the tiny preset's checkpoint is ~31 MB
+    out = tmp_path / "o"
+    result = CliRunner().invoke(main, ["--manifest", str(manifest), "--out", str(out), *FAST])
+    _assert_one_line_error(result)
+    assert "only 3.1 MB free, this run needs about" in result.stderr, result.stderr
+    assert no_training == [] and not (out / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EDQUOT])
+def test_full_out_is_a_usage_error(manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   no_training: list[int], err: int) -> None:
+    fail_probe(monkeypatch, err)
+    result = CliRunner().invoke(main, ["--manifest", str(manifest), "--out", str(tmp_path / "o"), *FAST])
+    _assert_one_line_error(result)
+    assert f"is full: {os.strerror(err)}" in result.stderr, result.stderr
+    assert no_training == []
 
 
 def test_resume_without_checkpoint_is_a_usage_error(manifest: Path, tmp_path: Path) -> None:

@@ -1,10 +1,14 @@
-"""Small synthetic manifests and tiny training configs for the training-loop tests."""
+"""Small synthetic manifests and tiny training configs for the training-loop tests; a full-disk stand-in."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from training.config import TrainConfig, make_config
@@ -47,3 +51,27 @@ def tiny_config(**overrides: object) -> TrainConfig:
 
 def tiny_request(manifest: Path, out_dir: Path, **overrides: object) -> TrainRequest:
     return TrainRequest(manifest=manifest, out_dir=out_dir, config=tiny_config(**overrides))
+
+
+def fail_probe(monkeypatch: pytest.MonkeyPatch, err: int) -> None:
+    """Make the ``--out`` probe write (only it) fail with ``err``, as a full disk does."""
+    original = Path.write_bytes
+
+    def write_bytes(self: Path, data: Any) -> int:
+        if self.name.startswith(".ast-train-probe-"):
+            raise OSError(err, os.strerror(err), str(self))
+        return original(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+
+
+class DiskUsage(NamedTuple):
+    total: int
+    used: int
+    free: int
+
+
+def fake_free(monkeypatch: pytest.MonkeyPatch, free: int) -> None:
+    """Make ``shutil.disk_usage`` report ``free`` bytes free on every filesystem."""
+    total = max(free, 100 * 10**9)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: DiskUsage(total, total - free, free))
