@@ -80,24 +80,11 @@ def test_missing_checkpoint(tmp_path: Path) -> None:
 
 
 def test_resume_matches_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    manifest = write_manifest(tmp_path / "data")
+    manifest, split = _interrupted_run(tmp_path, monkeypatch)
+    assert not (split / "modelo_audio.pth").exists()
     full = run(tiny_request(manifest, tmp_path / "full"))
 
-    original = Trainer.run_epoch
-
-    def crash_in_second_epoch(self: Trainer, epoch: int, val: object) -> dict:
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return original(self, epoch, val)
-
-    monkeypatch.setattr(Trainer, "run_epoch", crash_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        run(tiny_request(manifest, tmp_path / "split"))
-    assert load_checkpoint(tmp_path / "split" / "checkpoint.pt")["epoch"] == 1
-    assert not (tmp_path / "split" / "modelo_audio.pth").exists()
-    monkeypatch.setattr(Trainer, "run_epoch", original)
-
-    req = tiny_request(manifest, tmp_path / "split")
+    req = tiny_request(manifest, split)
     req.resume = True
     resumed = run(req)
 
@@ -107,11 +94,11 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.Mo
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert (a["val_top1"], a["val_top5"]) == (b["val_top1"], b["val_top5"])
     sd_full = load_weights(tmp_path / "full" / "modelo_audio.pth").state_dict
-    sd_resumed = load_weights(tmp_path / "split" / "modelo_audio.pth").state_dict
+    sd_resumed = load_weights(split / "modelo_audio.pth").state_dict
     assert sd_full.keys() == sd_resumed.keys()
     for key in sd_full:
         torch.testing.assert_close(sd_resumed[key], sd_full[key], rtol=1e-5, atol=1e-6, msg=key)
-    assert json.loads((tmp_path / "split" / "metrics.json").read_text())["epochs"][1]["epoch"] == 2
+    assert json.loads((split / "metrics.json").read_text())["epochs"][1]["epoch"] == 2
 
 
 def _interrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **overrides: object) -> tuple[Path, Path]:
