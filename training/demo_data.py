@@ -64,8 +64,8 @@ class DemoOptions:
 
     records: int = 24
     seed: int = 0
-    train_songs: int = 6
-    val_songs: int = 1
+    train_songs: int = 10
+    val_songs: int = 2
     test_songs: int = 2
     min_song_s: float = 12.0
     max_song_s: float = 20.0
@@ -304,11 +304,15 @@ def build_demo(out: str | Path, opts: DemoOptions, workers: int = 2, force: bool
 
 @click.command()
 @click.option("--out", type=click.Path(file_okay=False), default="data/demo", show_default=True)
-@click.option("--records", type=int, default=24, show_default=True, help="number of records (labels)")
+@click.option("--records", type=int, default=DemoOptions.records, show_default=True,
+              help="number of records (labels)")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--train-songs", type=int, default=6, show_default=True, help="train songs per record")
-@click.option("--val-songs", type=int, default=1, show_default=True, help="val songs per record")
-@click.option("--test-songs", type=int, default=2, show_default=True, help="test songs per record")
+@click.option("--train-songs", type=int, default=DemoOptions.train_songs, show_default=True,
+              help="train songs per record")
+@click.option("--val-songs", type=int, default=DemoOptions.val_songs, show_default=True,
+              help="val songs per record")
+@click.option("--test-songs", type=int, default=DemoOptions.test_songs, show_default=True,
+              help="test songs per record")
 @click.option("--min-song-s", type=float, default=12.0, show_default=True)
 @click.option("--max-song-s", type=float, default=20.0, show_default=True)
 @click.option("--workers", type=int, default=2, show_default=True, help="processes (output is the same)")
