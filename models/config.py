@@ -93,7 +93,7 @@ class ASTConfig:
 
 
 VARIANTS: dict[str, ASTConfig] = {
-    # Fast on 2 CPU cores: non-overlapping 16x16 patches over 4.0 s windows (8 x 24 = 192 patches).
+    # Fast on 2 CPU cores: non-overlapping 16x16 patches over 4.0 s windows (8 x 25 = 200 patches).
     "tiny": ASTConfig(embed_dim=192, depth=4, num_heads=3, fstride=16, tstride=16, target_frames=400),
     # Overlapping patches on 6.4 s windows.
     "small": ASTConfig(embed_dim=384, depth=6, num_heads=6, fstride=12, tstride=12, target_frames=640),
