@@ -49,6 +49,8 @@ OTHER_SONG_MIN_SNR_DB = 0.0  # a bed from another song may hold another sample: 
 EPOCH_SIZE_PER_SONG = 8
 LABEL_ORDER_KEY = 0x5EED
 BACKGROUND = -1  # label of a window that holds no known sample
+BACKGROUND_FROM_SONG_PROB = 0.7  # else from a drum/bass bed
+BED_GAIN_DB = (-12.0, 0.0)  # level of a bed used as a background window
 
 
 def _to_int16(x: np.ndarray) -> np.ndarray:
@@ -126,7 +128,7 @@ class TrainWindows(Dataset):
         wanted = [(index[s], p) for s, p in sorted(manifest.records.items()) if s in index]
         rec_waves = _decode_all([p for _, p in wanted], sample_rate)
         self.records: dict[int, np.ndarray] = {k: w for (k, _), w in zip(wanted, rec_waves, strict=True)}
-        self._outside = self._outside_spans()
+        self._outside = self._outside_spans([str(e.path) for e in train])
         self.beds = self._make_beds() if self.augment.enabled and (self.records or self._wants_background()) else []
         self.epoch_size = epoch_size if epoch_size is not None else EPOCH_SIZE_PER_SONG * len(self.songs)
         self.epoch = 0
@@ -146,14 +148,22 @@ class TrainWindows(Dataset):
             beds.append(mix.astype(np.float32))
         return beds
 
-    def _outside_spans(self) -> list[tuple[int, int, int]]:
-        """``(song, first start, last start)`` of every window that fits outside a song's sample span."""
-        spans = []
-        for i, song in enumerate(self.songs):
-            for a, b in ((0, song.start - self.window), (song.end, len(song.wave) - self.window)):
-                if b >= a:
-                    spans.append((i, a, b))
-        return spans
+    def _outside_spans(self, paths: list[str]) -> list[tuple[int, int, int]]:
+        """``(song, first start, last start)`` of every window that fits outside *all* sample spans of a song
+        (a song listed once per record it samples has several)."""
+        spans_of: dict[str, list[tuple[int, int]]] = {}
+        first_row: dict[str, int] = {}
+        for i, (path, song) in enumerate(zip(paths, self.songs, strict=True)):
+            spans_of.setdefault(path, []).append((song.start, song.end))
+            first_row.setdefault(path, i)
+        out = []
+        for path, spans in spans_of.items():
+            i, edge = first_row[path], 0
+            for start, end in sorted(spans) + [(len(self.songs[first_row[path]].wave),) * 2]:
+                if start - self.window >= edge:
+                    out.append((i, edge, start - self.window))
+                edge = max(edge, end)
+        return out
 
     def _wants_background(self) -> bool:
         return self.augment.enabled and self.augment.background_prob > 0
@@ -205,13 +215,13 @@ class TrainWindows(Dataset):
     def _background_item(self, rng: np.random.Generator) -> np.ndarray:
         """A window holding no known sample: song audio outside its span, else a bed, lightly augmented."""
         cfg, n = self.augment, self.window
-        if self._outside and (not self.beds or rng.random() < 0.7):
+        if self._outside and (not self.beds or rng.random() < BACKGROUND_FROM_SONG_PROB):
             song, a, b = self._outside[int(rng.integers(0, len(self._outside)))]
             x = _read(self.songs[song].wave, int(rng.integers(a, b + 1)), n)  # [S]
         else:
             bed = self.beds[int(rng.integers(0, len(self.beds)))]
             start = int(rng.integers(0, len(bed) - n + 1))
-            x = bed[start : start + n] * np.float32(10 ** (rng.uniform(-12, 0) / 20))  # [S]
+            x = bed[start : start + n] * np.float32(10 ** (rng.uniform(*BED_GAIN_DB) / 20))  # [S]
         return A.length_preserving(x, rng, cfg, cfg.song_scale)
 
     def _record_item(self, label: int, rng: np.random.Generator) -> np.ndarray:

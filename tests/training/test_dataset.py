@@ -117,3 +117,19 @@ def test_background_windows_lie_outside_the_sample_span(manifest: Manifest) -> N
     for song, first, last in ds._outside:
         span = ds.songs[song]
         assert last + WINDOW <= span.start or first >= span.end
+
+
+def test_background_avoids_every_sample_of_a_multi_sample_song(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    sf.write(tmp_path / "song.wav", np.random.default_rng(0).standard_normal(16000 * 20).astype(np.float32) * 0.1,
+             16000)
+    sf.write(tmp_path / "other.wav", np.zeros(16000 * 5, np.float32) + 0.01, 16000)
+    (tmp_path / "manifest.csv").write_text("song,sample,split,start_s,end_s\n"
+                                           "song.wav,a,train,2,6\nsong.wav,b,train,12,14\n"
+                                           "other.wav,b,train,0,5\n")
+    ds = TrainWindows(load_manifest(tmp_path / "manifest.csv"), 16000 * 3, seed=0, epoch_size=4)
+    windows = [(first, last + 16000 * 3) for _, first, last in ds._outside]  # sample ranges covered
+    for lo, hi in windows:
+        assert hi <= 2 * 16000 or (6 * 16000 <= lo and hi <= 12 * 16000) or lo >= 14 * 16000, (lo, hi)
+    assert windows == [(6 * 16000, 12 * 16000), (14 * 16000, 20 * 16000)]
