@@ -31,7 +31,7 @@ from ast_export.source import ExportResult, Source, load_source
 from ast_export.spec import DEFAULT_OPSET, MIN_OPSET
 from ast_export.torchscript_export import export_torchscript
 from ast_export.verify import default_report_path, verify_artifact, write_report
-from models.hub import is_url, url_basename
+from models.hub import is_url, sha256_option_callback, url_basename
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ def weights_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..
 
 def sha256_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--sha256`` as every command that reads weights spells it (checked by ``models.hub.resolve_weights``)."""
-    return click.option("--sha256", help=f"Expected SHA-256 of {what} (URL download or local file).")
+    return click.option("--sha256", callback=sha256_option_callback,
+                        help=f"Expected SHA-256 of {what} (URL download or local file).")
 
 
 def default_out(weights: str | os.PathLike, fmt: str, precision: str = "fp32") -> Path:

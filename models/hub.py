@@ -33,7 +33,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from tqdm import tqdm
 
@@ -108,7 +108,7 @@ def resolve_weights(
     Raises:
         HubError: download failed or was cut short, or the bytes do not match ``sha256``.
     """
-    expected = _normalise_sha256(sha256)
+    expected = normalise_sha256(sha256)
     if not is_url(path_or_url):
         path = Path(path_or_url).expanduser()
         if expected and path.is_file():
@@ -126,13 +126,24 @@ def resolve_weights(
     return target
 
 
-def _normalise_sha256(sha256: str | None) -> str | None:
+def normalise_sha256(sha256: str | None) -> str | None:
+    """Lower-case 64-hex-digit hash, or None when not given. Raises ValueError for anything else."""
     if sha256 is None or not sha256.strip():
         return None
     value = sha256.strip().lower()
     if not re.fullmatch(r"[0-9a-f]{64}", value):
         raise ValueError(f"--sha256 must be 64 hex digits; got {sha256!r}")
     return value
+
+
+def sha256_option_callback(ctx: Any, param: Any, value: str | None) -> str | None:
+    """click callback for a ``--sha256``-style option: a malformed hash is a usage error (exit 2)."""
+    import click
+
+    try:
+        return normalise_sha256(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--sha256 "), ctx, param) from None
 
 
 def _check_sha256(actual: str, expected: str, what: str) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from models.hub import sha256_option_callback
 from models.logs import log_to_stderr
 from training.config import DEFAULT_VARIANT, PRESETS, make_config
 
@@ -54,6 +55,7 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Epochs (overrides the preset; with --resume, the run's new total).")
 @click.option("--init-from", type=str, default=None, help="Weights file (or URL) to start from.")
+@click.option("--init-sha256", type=str, default=None, callback=sha256_option_callback, help="Expected SHA-256 of the --init-from file.")
 @click.option("--resume", is_flag=True,
               help="Continue from OUT/checkpoint.pt after its last epoch, with its config; only --epochs, "
                    "--device, --workers and --threads may change.")
@@ -67,10 +69,12 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
               help="torch CPU threads per rank (0 = torch default).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(manifest: Path, out_dir: Path, variant: str | None, epochs: int | None, init_from: str | None,
-         resume: bool, device: str | None, seed: int | None, batch_size: int | None, lr: float | None,
+         init_sha256: str | None, resume: bool, device: str | None, seed: int | None, batch_size: int | None, lr: float | None,
          epoch_size: int | None, workers: int | None, threads: int | None, verbose: bool) -> None:
     """Train an AST sample identifier; writes OUT/modelo_audio.pth, metrics.json and curves.png."""
     log_to_stderr(logging.DEBUG if verbose else logging.INFO, LOG_FORMAT)
+    if init_sha256 and not init_from:
+        raise click.UsageError("--init-sha256 needs --init-from")
     from training.train import TrainRequest, run  # heavy imports after --help
 
     # None = not given: the preset's value, or on --resume the checkpoint's.
@@ -78,7 +82,8 @@ def main(manifest: Path, out_dir: Path, variant: str | None, epochs: int | None,
                "epoch_size": epoch_size, "workers": workers, "threads": threads}
     cfg = make_config(variant or DEFAULT_VARIANT, **options)
     given = frozenset(name for name, value in {**options, "variant": variant}.items() if value is not None)
-    req = TrainRequest(manifest=manifest, out_dir=out_dir, config=cfg, init_from=init_from, resume=resume,
+    req = TrainRequest(manifest=manifest, out_dir=out_dir, config=cfg, init_from=init_from,
+                       init_sha256=init_sha256, resume=resume,
                        variant_given=variant is not None, given=given)
     try:
         metrics = run(req)

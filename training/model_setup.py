@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import logging
 import platform
 from dataclasses import dataclass
@@ -77,13 +76,12 @@ class ModelSpec:
         return model.train()
 
 
-def resolve_weights_path(path_or_url: str) -> Path:
-    """``models.hub.resolve_weights`` when that module exists (URLs, caches), else a plain path."""
-    if importlib.util.find_spec("models.hub") is not None:
-        from models.hub import resolve_weights
+def resolve_weights_path(path_or_url: str, sha256: str | None = None) -> Path:
+    """``models.hub.resolve_weights``: a local path, or a URL downloaded into the cache; checked against
+    ``sha256`` when given (models.hub.HubError on mismatch)."""
+    from models.hub import resolve_weights
 
-        return Path(resolve_weights(path_or_url))
-    return Path(path_or_url)
+    return Path(resolve_weights(path_or_url, sha256))
 
 
 def fresh_spec(variant: str, labels: list[str], overrides: dict[str, Any]) -> ModelSpec:
@@ -92,13 +90,14 @@ def fresh_spec(variant: str, labels: list[str], overrides: dict[str, Any]) -> Mo
     return ModelSpec(FbankConfig(), ast_cfg, list(labels), norm=None)
 
 
-def init_spec(init_from: str, variant: str | None, labels: list[str], overrides: dict[str, Any]) -> ModelSpec:
+def init_spec(init_from: str, variant: str | None, labels: list[str], overrides: dict[str, Any],
+              sha256: str | None = None) -> ModelSpec:
     """A model seeded from a weights file (see the module docstring for the rules).
 
     Raises:
         InitError: architecture mismatch; models.WeightsError: unreadable file.
     """
-    wf = load_weights(resolve_weights_path(init_from))
+    wf = load_weights(resolve_weights_path(init_from, sha256))
     src = wf.model_config
     target = src if variant is None else get_config(variant)
     target = dataclasses.replace(target, **{f: getattr(src, f) for f in ARCH_FIELDS})

@@ -76,6 +76,7 @@ class TrainRequest:
     out_dir: Path
     config: TrainConfig
     init_from: str | None = None
+    init_sha256: str | None = None  # expected SHA-256 of the --init-from file
     resume: bool = False
     variant_given: bool = True  # False: --init-from decides the variant
     given: frozenset[str] | None = None  # TrainConfig fields set explicitly (None: all); matter on resume
@@ -121,7 +122,7 @@ def _resolve_spec(req: TrainRequest, manifest: Manifest, ckpt: dict[str, Any] | 
         return _spec_from_checkpoint(ckpt, manifest)
     if req.init_from:
         variant = cfg.variant if req.variant_given else None
-        return init_spec(req.init_from, variant, manifest.labels, cfg.model_overrides)
+        return init_spec(req.init_from, variant, manifest.labels, cfg.model_overrides, req.init_sha256)
     return fresh_spec(cfg.variant, manifest.labels, cfg.model_overrides)
 
 

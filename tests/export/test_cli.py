@@ -95,6 +95,8 @@ def test_usage_errors(weights: Path, tmp_path: Path) -> None:
     assert code == 2 and f"{tmp_path / 'missing.pth'}: no such file" in err
     assert _run("verify", str(weights), "--weights", str(tmp_path))[0] == 2  # a folder
     assert _run("onnx", "--weights", str(weights), "--opset", "13")[0] == 2
+    code, _, err = _run("onnx", "--weights", str(weights), "--sha256", "abc")
+    assert code == 2 and "must be 64 hex digits" in err
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a weights file")
     code, _, err = _run("onnx", "--weights", str(bad))

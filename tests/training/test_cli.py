@@ -110,6 +110,25 @@ def test_bad_init_from_is_a_usage_error(manifest: Path, tmp_path: Path) -> None:
     _assert_one_line_error(result)
 
 
+def test_init_from_hash_mismatch_is_a_usage_error(manifest: Path, tmp_path: Path) -> None:
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"any bytes")
+    result = CliRunner().invoke(main, ["--manifest", str(manifest), "--out", str(tmp_path / "o"),
+                                       "--init-from", str(weights), "--init-sha256", "0" * 64, *FAST])
+    _assert_one_line_error(result)
+    assert "sha256 mismatch" in result.stderr
+
+
+@pytest.mark.parametrize("extra", [["--init-sha256", "xyz"], ["--init-sha256", "0" * 64]])
+def test_init_sha256_malformed_or_alone_is_a_usage_error(manifest: Path, tmp_path: Path, extra: list[str]) -> None:
+    args = ["--manifest", str(manifest), "--out", str(tmp_path / "o"), *extra, *FAST]
+    if extra[1] == "xyz":
+        args += ["--init-from", str(manifest)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == EXIT_USAGE and "Traceback" not in result.output
+    assert ("64 hex digits" if extra[1] == "xyz" else "needs --init-from") in result.stderr
+
+
 def test_python_dash_m_training_help() -> None:
     proc = subprocess.run([sys.executable, "-m", "training", "--help"], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
