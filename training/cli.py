@@ -2,7 +2,8 @@
 
 Results go to files in ``--out``; logs and progress go to stderr. Usage errors (bad manifest, unwritable
 or full ``--out``, missing checkpoint, unusable ``--init-from``) print one line on stderr and exit with
-code 2 before any training step.
+code 2 before any training step. A write into ``--out`` that fails later (disk filled up by someone else)
+is one line too, exit code 1; the last checkpoint survives it and ``--resume`` continues.
 
 Distributed: ``torchrun --nproc-per-node N -m training --manifest ... --out ...`` (gloo on CPU, nccl on
 CUDA); ``--epoch-size`` and ``--batch-size`` are then the total windows per epoch and the per-rank batch.
@@ -21,6 +22,7 @@ from models.hub import sha256_option_callback
 from models.logs import log_to_stderr
 from training.config import DEFAULT_VARIANT, PRESETS, make_config
 
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -75,6 +77,7 @@ def main(manifest: Path, out_dir: Path, variant: str | None, epochs: int | None,
     log_to_stderr(logging.DEBUG if verbose else logging.INFO, LOG_FORMAT)
     if init_sha256 and not init_from:
         raise click.UsageError("--init-sha256 needs --init-from")
+    from training.out_dir import OutputWriteError
     from training.train import TrainRequest, run  # heavy imports after --help
 
     # None = not given: the preset's value, or on --resume the checkpoint's.
@@ -93,6 +96,9 @@ def main(manifest: Path, out_dir: Path, variant: str | None, epochs: int | None,
     except ValueError as exc:
         click.echo(f"ast-train: error: {_one_line(exc)}", err=True)
         sys.exit(EXIT_USAGE)
+    except OutputWriteError as exc:  # after training started: not a usage error
+        click.echo(f"ast-train: error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
     except KeyboardInterrupt:
         click.echo("ast-train: interrupted (resume with --resume)", err=True)
         sys.exit(130)

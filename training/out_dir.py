@@ -6,6 +6,10 @@ the weights file one. Checkpoints are rewritten atomically, so while one is writ
 still on disk: a run into a folder without a checkpoint needs room for two, a run that replaces one
 (``--resume``, or a re-run into the same folder) for one more. Both checks raise :class:`OutputDirError`,
 which the CLI prints as one line (exit code 2) before any training step.
+
+Space can still run out later (another process fills the disk). Writes during the run go through
+:func:`writing`, which turns the OSError into :class:`OutputWriteError`: the CLI prints it as one line (exit
+code 1). The atomic writes keep the previous checkpoint intact, so ``--resume`` continues once there is room.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import errno
 import logging
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from models import ASTConfig
@@ -30,6 +35,21 @@ SLACK_BYTES = 1 << 20  # metrics.json, curves.png, the checkpoint's RNG states a
 
 class OutputDirError(OSError):
     """``--out`` cannot be created or written, or has too little free space."""
+
+
+class OutputWriteError(RuntimeError):
+    """A write into ``--out`` failed during the run (disk full, I/O error); earlier files are intact."""
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into a one-line :class:`OutputWriteError`."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise OutputWriteError(f"cannot write {path}: {reason}; the last complete checkpoint is kept "
+                               "(make room, then run again with --resume)") from exc
 
 
 def check_out_dir(out_dir: Path, rank: int = 0) -> None:

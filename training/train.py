@@ -59,7 +59,7 @@ from training.model_setup import (
     software_versions,
     weights_file,
 )
-from training.out_dir import check_free_space, check_out_dir
+from training.out_dir import check_free_space, check_out_dir, writing
 
 logger = logging.getLogger(__name__)
 
@@ -210,9 +210,10 @@ def _finish(req: TrainRequest, trainer: Trainer, spec: ModelSpec, manifest: Mani
     train_info = {"metrics": metrics, "data_fingerprint": data_fingerprint(req.manifest, manifest),
                   "versions": software_versions(), "config": cfg.to_dict(), "train_time_s": st.elapsed_s,
                   "init_from": spec.init_from, "manifest": str(req.manifest)}
-    save_weights(req.out_dir / WEIGHTS_NAME, weights_file(spec, trainer.model.ast.state_dict(), train_info))
-    write_metrics(req.out_dir / METRICS_NAME, st.history, test_metrics, extra)
-    plot_curves(req.out_dir / CURVES_NAME, st.history)
+    with writing(req.out_dir):
+        save_weights(req.out_dir / WEIGHTS_NAME, weights_file(spec, trainer.model.ast.state_dict(), train_info))
+        write_metrics(req.out_dir / METRICS_NAME, st.history, test_metrics, extra)
+        plot_curves(req.out_dir / CURVES_NAME, st.history)
     logger.info("test top1 %s top5 %s (best epoch %d, %.1fs); wrote %s", test_metrics[0], test_metrics[1],
                 st.best_epoch, st.elapsed_s, req.out_dir / WEIGHTS_NAME)
     return metrics
@@ -224,7 +225,7 @@ def run(req: TrainRequest, info: DistInfo | None = None) -> dict[str, Any]:
     Raises:
         training.manifest.ManifestError, training.out_dir.OutputDirError, CheckpointError,
         models.WeightsError, training.model_setup.InitError, ValueError: bad input, all raised before the
-        first step.
+        first step. training.out_dir.OutputWriteError: a write into ``--out`` failed later (disk full).
     """
     info = info or distributed.env_info()
     manifest, ckpt = prepare(req, info)
@@ -243,7 +244,8 @@ def run(req: TrainRequest, info: DistInfo | None = None) -> dict[str, Any]:
         for epoch in range(trainer.state.epoch, cfg.epochs):
             trainer.run_epoch(epoch, val)
             if info.is_main:
-                save_checkpoint(req.out_dir / CHECKPOINT_NAME, _checkpoint(req, trainer, spec))
+                with writing(req.out_dir / CHECKPOINT_NAME):
+                    save_checkpoint(req.out_dir / CHECKPOINT_NAME, _checkpoint(req, trainer, spec))
         metrics = _finish(req, trainer, spec, manifest, test)
         distributed.barrier()
         return metrics

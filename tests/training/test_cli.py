@@ -97,6 +97,40 @@ def test_full_out_is_a_usage_error(manifest: Path, tmp_path: Path, monkeypatch: 
     assert no_training == []
 
 
+def test_disk_full_mid_run_is_one_line_and_resume_finishes(manifest: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills while the second checkpoint is written: exit 1 with one line, the first checkpoint and
+    no temp file are left, and ``--resume`` (with room again) finishes the run."""
+    import torch
+
+    from training import checkpoint
+
+    real_save, calls = torch.save, []
+
+    def save_until_full(obj: object, fh: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            fh.write(b"partial")  # some bytes reach the temp file before the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_save(obj, fh)
+
+    out = tmp_path / "run"
+    args = ["--manifest", str(manifest), "--out", str(out), *FAST, "--epochs", "3"]
+    monkeypatch.setattr(checkpoint.torch, "save", save_until_full)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("ast-train: error:")]
+    assert len(errors) == 1 and os.strerror(errno.ENOSPC) in errors[0] and "--resume" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert checkpoint.load_checkpoint(out / checkpoint.CHECKPOINT_NAME)["epoch"] == 1
+    assert sorted(p.name for p in out.iterdir()) == [checkpoint.CHECKPOINT_NAME]
+
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    result = CliRunner().invoke(main, [*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads((out / "metrics.json").read_text())["epochs"]) == 3
+
+
 def test_resume_without_checkpoint_is_a_usage_error(manifest: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--manifest", str(manifest), "--out", str(tmp_path), "--resume"])
     _assert_one_line_error(result)
