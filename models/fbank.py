@@ -4,16 +4,19 @@ Reproduces ``torchaudio.compliance.kaldi.fbank(wav - wav.mean(), htk_compat=True
 window_type='hanning', num_mel_bins=128, dither=0.0, frame_shift=10)`` -- the call of the official AST
 recipe -- for a batch of waveforms at once, with ops that trace and export to ONNX without DFT/STFT nodes.
 
-Pipeline, one helper per Kaldi step and in Kaldi's order (as in ``torchaudio/compliance/kaldi.py``):
+Pipeline, in Kaldi's order (as in ``torchaudio/compliance/kaldi.py``):
 
-    mean removal -> framing -> DC removal -> pre-emphasis -> window + zero-pad + DFT -> power -> mel -> log
+    mean removal -> framing -> [DC removal -> pre-emphasis -> window + zero-pad + DFT] -> power -> mel -> log
+
+The bracketed steps are all linear in the frame, so they are one precomputed matrix (one matmul).
 
 Differences from torchaudio, all deliberate:
 
 * Batched ``[B, S]`` input; framing with ``Tensor.unfold`` (exported as a constant-index ``Gather``), never
   ``as_strided``.
-* Window, zero-padding and the real DFT are one matmul with a precomputed basis ``[window_size, 2 * K]``
-  (``K = padded_window_size // 2`` bins: cos block then sin block). The zero-padded samples contribute
+* Per-frame DC removal, pre-emphasis, window, zero-padding and the real DFT are one matmul with a basis
+  ``[window_size, 2 * K]`` composed in float64 (``K = padded_window_size // 2`` bins: cos block then sin
+  block). The zero-padded samples contribute
   nothing, so they are simply absent from the basis. The Nyquist bin is dropped because Kaldi's mel
   banks give it zero weight (torchaudio pads the mel matrix with a zero column for it).
 * The constant tables are derived from the config and re-derived whenever the module changes dtype or
@@ -81,6 +84,26 @@ def dft_basis(window: torch.Tensor, padded_window_size: int) -> torch.Tensor:
     return torch.cat([cos, sin], dim=1)  # [N, 2K]
 
 
+def frame_operator(cfg: FbankConfig) -> torch.Tensor:
+    """Per-frame DC removal then pre-emphasis as one float64 matrix ``[N, N]``: ``frame @ op``.
+
+    DC removal is ``I - 1 1^T / N``; pre-emphasis ``y[j] = x[j] - c * x[max(0, j - 1)]`` (Kaldi replicates the
+    first sample, so ``y[0] = (1 - c) x[0]``). Both are linear in the frame, which is why they fold into
+    the DFT basis (see :meth:`KaldiFbank._tables`).
+    """
+    n = cfg.window_size
+    op = torch.eye(n, dtype=torch.float64)  # [N, N]
+    if cfg.remove_dc_offset:
+        op = op - 1.0 / n  # [N, N]
+    c = cfg.preemphasis_coefficient
+    if c != 0.0:
+        pre = torch.eye(n, dtype=torch.float64)  # [N, N]: column j builds y[j]
+        pre[torch.arange(n - 1), torch.arange(1, n)] = -c  # y[j] -= c * x[j - 1]
+        pre[0, 0] = 1.0 - c  # y[0] = x[0] - c * x[0]
+        op = op @ pre  # [N, N]
+    return op
+
+
 def mel_banks(cfg: FbankConfig) -> torch.Tensor:
     """Kaldi triangular mel filters (``get_mel_banks`` without VTLN), ``[K, num_mel_bins]``.
 
@@ -128,7 +151,8 @@ class KaldiFbank(nn.Module):
 
     def _tables(self, dtype: torch.dtype, device: torch.device | None) -> tuple[torch.Tensor, torch.Tensor]:
         window = feature_window(self.cfg.window_type, self.cfg.window_size)  # [N]
-        basis = dft_basis(window, self.cfg.padded_window_size)  # [N, 2K]
+        # DC removal and pre-emphasis folded into the basis (float64, then cast): one matmul per frame.
+        basis = frame_operator(self.cfg) @ dft_basis(window, self.cfg.padded_window_size)  # [N, 2K]
         mel = mel_banks(self.cfg)  # [K, M]
         return basis.to(device=device, dtype=dtype), mel.to(device=device, dtype=dtype)
 
@@ -149,11 +173,7 @@ class KaldiFbank(nn.Module):
             self._check_input(waveform)
         x = waveform - waveform.mean(dim=-1, keepdim=True)  # [B, S]
         frames = self._frames(x)  # [B, F, N]
-        if self.cfg.remove_dc_offset:
-            frames = frames - frames.mean(dim=-1, keepdim=True)  # [B, F, N]
-        if self.cfg.preemphasis_coefficient != 0.0:
-            frames = self._preemphasis(frames)  # [B, F, N]
-        spectrum = self._spectrum(frames)  # [B, F, K]
+        spectrum = self._spectrum(frames)  # [B, F, K]: DC removal, pre-emphasis, window, DFT, power
         mel = spectrum @ self.mel  # [B, F, M]
         if self.cfg.use_log_fbank:
             mel = mel.clamp(min=LOG_FLOOR).log()  # [B, F, M]
@@ -174,13 +194,8 @@ class KaldiFbank(nn.Module):
         """Kaldi framing with ``snip_edges=True``: frames start every ``window_shift`` samples."""
         return x.unfold(-1, self.cfg.window_size, self.cfg.window_shift)  # [B, F, N]
 
-    def _preemphasis(self, frames: torch.Tensor) -> torch.Tensor:
-        """``y[j] = x[j] - c * x[max(0, j - 1)]`` per frame (Kaldi replicates the first sample)."""
-        previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)  # [B, F, N]
-        return frames - self.cfg.preemphasis_coefficient * previous  # [B, F, N]
-
     def _spectrum(self, frames: torch.Tensor) -> torch.Tensor:
-        """Window + zero-pad + real DFT as one matmul, then power (or magnitude) per bin."""
+        """DC removal + pre-emphasis + window + zero-pad + real DFT as one matmul, then power (or magnitude)."""
         num_bins = self.basis.shape[-1] // 2
         dft = frames @ self.basis  # [B, F, 2K]
         power = dft[..., :num_bins].square() + dft[..., num_bins:].square()  # [B, F, K]
