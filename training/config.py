@@ -29,6 +29,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.999)
     label_smoothing: float = 0.1
+    ema_decay: float = 0.0  # > 0: validate and keep a moving average of the weights (training.ema)
     grad_clip: float = 1.0  # max global grad norm; <= 0 disables clipping
     freq_mask: int = 24  # SpecAugment max mel bins masked (0 disables)
     time_mask: int = 60  # SpecAugment max frames masked (0 disables)

@@ -9,6 +9,7 @@ across ranks in ``backward``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -28,6 +29,7 @@ from training import distributed
 from training.checkpoint import capture_rng, restore_rng
 from training.config import TrainConfig
 from training.distributed import DistInfo
+from training.ema import WeightEMA
 from training.metrics import SongHits, SongSet, count_hits, song_scores
 
 logger = logging.getLogger(__name__)
@@ -106,6 +108,7 @@ class Trainer:
         warmup = max(1, round(cfg.warmup_frac * total))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, cosine_lambda(total, warmup, cfg.min_lr_ratio))
+        self.ema = WeightEMA(model.ast, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.state = LoopState()
         self.seen_indices: list[int] = []  # this rank's window indices in the last epoch (for tests/debug)
 
@@ -137,6 +140,8 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.ast.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model.ast)
         self.state.step += 1
         return float(loss.detach())
 
@@ -170,20 +175,27 @@ class Trainer:
         """Train one epoch, validate, update the best model; returns the metrics row."""
         start = time.perf_counter()
         loss = self.train_epoch(epoch)
-        top1, top5 = self.evaluate(val)
+        with self.eval_weights():  # the averaged weights are validated, and kept when best
+            top1, top5 = self.evaluate(val)
+            key = (top1 if top1 is not None else -1.0, top5 if top5 is not None else -1.0)
+            best = key >= self.state.best_key  # ties go to the later (longer-trained) epoch
+            if best:
+                self.state.best_state = {k: v.detach().clone() for k, v in self.model.ast.state_dict().items()}
         seconds = time.perf_counter() - start
         row = {"epoch": epoch + 1, "train_loss": loss, "val_top1": top1, "val_top5": top5}
         st = self.state
         st.epoch, st.elapsed_s = epoch + 1, st.elapsed_s + seconds
         st.history.append(row)
         st.epoch_seconds.append(seconds)
-        key = (top1 if top1 is not None else -1.0, top5 if top5 is not None else -1.0)
-        if key >= st.best_key:  # ties go to the later (longer-trained) epoch
+        if best:
             st.best_key, st.best_epoch = key, epoch + 1
-            st.best_state = {k: v.detach().clone() for k, v in self.model.ast.state_dict().items()}
         logger.info("epoch %d/%d  loss %.4f  val top1 %s  top5 %s  lr %.2e  %.1fs", epoch + 1, self.cfg.epochs,
                     loss, _fmt(top1), _fmt(top5), self.scheduler.get_last_lr()[0], seconds)
         return row
+
+    def eval_weights(self) -> contextlib.AbstractContextManager[None]:
+        """The weights that are validated and kept: the moving average when ``ema_decay > 0``."""
+        return self.ema.applied(self.model.ast) if self.ema is not None else contextlib.nullcontext()
 
     def checkpoint_state(self) -> dict[str, Any]:
         """Loop part of the checkpoint (the caller adds configs, labels, norm)."""
@@ -192,7 +204,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(), "epoch": st.epoch, "step": st.step,
                 "rng": capture_rng(), "history": st.history, "epoch_seconds": st.epoch_seconds,
                 "best": {"epoch": st.best_epoch, "key": list(st.best_key), "state_dict": st.best_state},
-                "elapsed_s": st.elapsed_s}
+                "elapsed_s": st.elapsed_s, "ema": self.ema.state_dict() if self.ema is not None else None}
 
     def load_checkpoint_state(self, ckpt: dict[str, Any]) -> None:
         """Inverse of :meth:`checkpoint_state`; restores RNG last so the next draw matches the original run."""
@@ -205,6 +217,8 @@ class Trainer:
                                epoch_seconds=list(ckpt["epoch_seconds"]), best_epoch=best["epoch"],
                                best_key=tuple(best["key"]), best_state=best["state_dict"],
                                elapsed_s=ckpt["elapsed_s"])
+        if self.ema is not None and ckpt.get("ema") is not None:
+            self.ema.load_state_dict(ckpt["ema"])
         restore_rng(ckpt["rng"])
 
     def _sync_lr(self) -> None:

@@ -1,8 +1,8 @@
 """Pre-flight checks of ``--out``: it can be written, and it has room for what the run will write.
 
 A run rewrites ``checkpoint.pt`` after every epoch and writes ``modelo_audio.pth`` at the end. A checkpoint
-holds four float32 copies of the AST's parameters (the model, AdamW's two moments, the best model so far);
-the weights file one. Checkpoints are rewritten atomically, so while one is written the previous one is
+holds up to five float32 copies of the AST's parameters (the model, AdamW's two moments, the best model so
+far, the weight average); the weights file one. Checkpoints are rewritten atomically, so while one is written the previous one is
 still on disk: a run into a folder without a checkpoint needs room for two, a run that replaces one
 (``--resume``, or a re-run into the same folder) for one more. Both checks raise :class:`OutputDirError`,
 which the CLI prints as one line (exit code 2) before any training step.
@@ -28,7 +28,7 @@ from training.checkpoint import CHECKPOINT_NAME
 logger = logging.getLogger(__name__)
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})  # "disk full" and "quota exceeded"
-PARAM_COPIES_PER_CHECKPOINT = 4  # model, AdamW exp_avg and exp_avg_sq, best model so far
+PARAM_COPIES_PER_CHECKPOINT = 5  # model, AdamW exp_avg and exp_avg_sq, best model so far, weight average
 BYTES_PER_PARAM = 4  # float32
 SLACK_BYTES = 1 << 20  # metrics.json, curves.png, the checkpoint's RNG states and history
 

@@ -79,12 +79,13 @@ def test_missing_checkpoint(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "checkpoint.pt")
 
 
-def test_resume_matches_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    manifest, split = _interrupted_run(tmp_path, monkeypatch)
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_matches_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ema_decay: float) -> None:
+    manifest, split = _interrupted_run(tmp_path, monkeypatch, ema_decay=ema_decay)
     assert not (split / "modelo_audio.pth").exists()
-    full = run(tiny_request(manifest, tmp_path / "full"))
+    full = run(tiny_request(manifest, tmp_path / "full", ema_decay=ema_decay))
 
-    req = tiny_request(manifest, split)
+    req = tiny_request(manifest, split, ema_decay=ema_decay)
     req.resume = True
     resumed = run(req)
 
