@@ -65,6 +65,8 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Windows per step per rank.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate.")
+@click.option("--ema-decay", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+              help="Validate and keep a moving average of the weights with this decay (0 = off) [default: 0].")
 @click.option("--epoch-size", type=click.IntRange(min=1), default=None, help="Training windows per epoch.")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="DataLoader worker processes.")
 @click.option("--threads", type=click.IntRange(min=0), default=None,
@@ -72,7 +74,8 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(manifest: Path, out_dir: Path, variant: str | None, epochs: int | None, init_from: str | None,
          init_sha256: str | None, resume: bool, device: str | None, seed: int | None, batch_size: int | None, lr: float | None,
-         epoch_size: int | None, workers: int | None, threads: int | None, verbose: bool) -> None:
+         ema_decay: float | None, epoch_size: int | None, workers: int | None, threads: int | None,
+         verbose: bool) -> None:
     """Train an AST sample identifier; writes OUT/modelo_audio.pth, metrics.json and curves.png."""
     log_to_stderr(logging.DEBUG if verbose else logging.INFO, LOG_FORMAT)
     if init_sha256 and not init_from:
@@ -82,7 +85,7 @@ def main(manifest: Path, out_dir: Path, variant: str | None, epochs: int | None,
 
     # None = not given: the preset's value, or on --resume the checkpoint's.
     options = {"epochs": epochs, "device": device, "seed": seed, "batch_size": batch_size, "lr": lr,
-               "epoch_size": epoch_size, "workers": workers, "threads": threads}
+               "ema_decay": ema_decay, "epoch_size": epoch_size, "workers": workers, "threads": threads}
     cfg = make_config(variant or DEFAULT_VARIANT, **options)
     given = frozenset(name for name, value in {**options, "variant": variant}.items() if value is not None)
     req = TrainRequest(manifest=manifest, out_dir=out_dir, config=cfg, init_from=init_from,
