@@ -2,10 +2,10 @@
 
 Reads like the official AST ``ASTModel`` (a DeiT with a one-channel, strided patch embedding over the
 spectrogram) with timm's parameter names, so official AST / DeiT / Hugging Face checkpoints map onto it
-with a few key swaps (see ``models/hub.py``):
+with a few key swaps (see ``ast_export/importers.py``):
 
     fbank [B, T, M] -> [B, 1, M, T] -> Conv2d patches -> + (cls, dist) tokens -> + pos_embed
-        -> blocks -> norm -> (x[:, 0] + x[:, 1]) / 2 -> head_norm -> head
+        -> blocks -> norm -> (x[:, 0] + x[:, 1]) / 2 (or the patch tokens' mean) -> head_norm -> head
 
 The official ``mlp_head = Sequential(LayerNorm, Linear)`` is split into ``head_norm`` and ``head``.
 The blocks' LayerNorms and the final ``norm`` use ``ASTConfig.layer_norm_eps``; ``head_norm`` uses
@@ -26,6 +26,7 @@ from models.config import ASTConfig
 
 # ViT / DeiT initialisation scale for tokens, position embeddings and linear layers.
 INIT_STD = 0.02
+GLOBAL_POOLS = ("token", "avg")  # ASTConfig.global_pool values
 
 
 class PatchEmbed(nn.Module):
@@ -46,6 +47,8 @@ class AST(nn.Module):
 
     def __init__(self, cfg: ASTConfig) -> None:
         super().__init__()
+        if cfg.global_pool not in GLOBAL_POOLS:
+            raise ValueError(f"global_pool must be one of {', '.join(GLOBAL_POOLS)}; got {cfg.global_pool!r}")
         if cfg.embed_dim % cfg.num_heads:
             raise ValueError(f"embed_dim {cfg.embed_dim} is not divisible by num_heads {cfg.num_heads}")
         if min(cfg.grid) < 1:
@@ -113,8 +116,8 @@ class AST(nn.Module):
         return torch.cat([cls, self.dist_token.expand(batch, -1, -1)], dim=1)  # [B, 2, D]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled embedding ``[B, D]``: mean of cls and dist tokens after the final norm (cls alone
-        without a dist token)."""
+        """Pooled embedding ``[B, D]`` after the final norm: the mean of the cls and dist tokens (cls alone
+        without a dist token), or with ``global_pool="avg"`` the mean of the patch tokens."""
         expected = (self.cfg.target_frames, self.cfg.num_mel_bins)
         if not torch.jit.is_tracing() and (x.dim() != 3 or tuple(x.shape[1:]) != expected):
             raise ValueError(
@@ -127,6 +130,8 @@ class AST(nn.Module):
         x = self.pos_drop(x + self.pos_embed)  # [B, P+Np, D]
         x = self.blocks(x)  # [B, P+Np, D]
         x = self.norm(x)  # [B, P+Np, D]
+        if self.cfg.global_pool == "avg":
+            return x[:, self.cfg.num_prefix_tokens:].mean(dim=1)  # [B, D]
         if self.dist_token is None:
             return x[:, 0]  # [B, D]
         return (x[:, 0] + x[:, 1]) / 2  # [B, D]

@@ -71,6 +71,9 @@ class ASTConfig:
     # The classifier's LayerNorm (``head_norm``); None = ``layer_norm_eps``. Official AST checkpoints need 1e-5:
     # their ``mlp_head`` is a torch-default LayerNorm while the DeiT blocks use 1e-6.
     head_norm_eps: float | None = None
+    # Pooled embedding: "token" = mean of the cls and dist tokens (AST; needed by imported checkpoints),
+    # "avg" = mean of the patch tokens (learns faster from scratch on small catalogues).
+    global_pool: str = "token"
     drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0

@@ -75,6 +75,19 @@ def test_without_dist_token_pools_cls() -> None:
         assert model(fbank_input(model)).shape == (2, 3)
 
 
+def test_avg_pool_is_the_mean_of_the_normed_patch_tokens() -> None:
+    torch.manual_seed(0)
+    model = AST(get_config("tiny", global_pool="avg", depth=1, num_classes=3)).eval()
+    x = fbank_input(model)
+    captured: list[torch.Tensor] = []
+    model.norm.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    with torch.no_grad():
+        pooled = model.forward_features(x)  # [B, D]
+    torch.testing.assert_close(pooled, captured[0][:, 2:].mean(dim=1))  # cls and dist tokens excluded
+    with pytest.raises(ValueError, match="global_pool"):
+        AST(get_config("tiny", global_pool="max", depth=1, num_classes=3))
+
+
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_variant_grid(name: str) -> None:
     """Grid arithmetic of every variant matches what its strided Conv2d produces (cheap: patch embed only)."""
