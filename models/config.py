@@ -96,8 +96,11 @@ class ASTConfig:
 
 
 VARIANTS: dict[str, ASTConfig] = {
-    # Fast on 2 CPU cores: non-overlapping 16x16 patches over 4.0 s windows (8 x 25 = 200 patches).
-    "tiny": ASTConfig(embed_dim=192, depth=4, num_heads=3, fstride=16, tstride=16, target_frames=400),
+    # Fast on 2 CPU cores: non-overlapping 16x16 patches over 4.0 s windows (8 x 25 = 200 patches). Average
+    # pooling: on the demo it learns faster from scratch than the token pool (+4 to +6 points test top-1 on
+    # two seeds, README "Accuracy").
+    "tiny": ASTConfig(embed_dim=192, depth=4, num_heads=3, fstride=16, tstride=16, target_frames=400,
+                      global_pool="avg"),
     # Overlapping patches on 6.4 s windows.
     "small": ASTConfig(embed_dim=384, depth=6, num_heads=6, fstride=12, tstride=12, target_frames=640),
     # AST-base (Gong et al. 2021): 768-d, 12 layers, 12 heads, 16x16 patches, stride 10, 1024 frames.

@@ -3,10 +3,10 @@ the provenance recorded in the weights file (data fingerprint, software versions
 
 ``--init-from`` rules (decided here, documented in the README):
 
-* The architecture (width, depth, heads, patch size, MLP ratio, tokens) and the LayerNorm eps come from the
-  init file. Without ``--config`` the whole model config comes from it; with ``--config`` the frame count and
-  patch strides come from the named variant and the position embedding is resampled to the new patch grid
-  (``models.resize_pos_embed``). Mismatched widths/depths are an :class:`InitError`.
+* The architecture (width, depth, heads, patch size, MLP ratio, tokens, pooling) and the LayerNorm eps come
+  from the init file. Without ``--config`` the whole model config comes from it; with ``--config`` the frame
+  count and patch strides come from the named variant and the position embedding is resampled to the new
+  patch grid (``models.resize_pos_embed``). Mismatched widths/depths are an :class:`InitError`.
 * The head is kept when the label list is identical (same names, same order) and freshly initialised
   otherwise (``head_norm`` is always kept: it is part of the pooled representation).
 * The fbank config and the norm stats come from the init file (the model was trained on them).
@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 # Fields the target model takes from the init file whatever --config names: those that shape the parameters,
 # and the LayerNorm eps the weights were trained with (HF: 1e-12 everywhere; official AST: 1e-6, head 1e-5).
 ARCH_FIELDS = ("embed_dim", "depth", "num_heads", "mlp_ratio", "patch_size", "num_mel_bins", "dist_token",
-               "qkv_bias", "layer_norm_eps", "head_norm_eps")
+               "qkv_bias", "layer_norm_eps", "head_norm_eps", "global_pool")
 HEAD_KEYS = ("head.weight", "head.bias")
 NORM_BATCH = 32  # windows per fbank call while estimating norm stats
 FINGERPRINT_CHUNK = 1 << 20
