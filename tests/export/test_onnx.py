@@ -13,11 +13,11 @@ import torch
 from ast_export.errors import ExportError
 from ast_export.inputs import edge_windows, synth_music
 from ast_export.metadata import METADATA_KEY, read_onnx_metadata
-from ast_export.onnx_export import check_onnx, forbidden_nodes
+from ast_export.onnx_export import check_onnx, export_fp32_model, forbidden_nodes, write_onnx
 from ast_export.runners import CUDA_EP, eager_runner, gpu_present, onnx_runners
-from ast_export.source import Source, eager_attention
-from ast_export.spec import INPUT_NAME, OUTPUT_NAMES
-from tests.export.conftest import LABELS
+from ast_export.source import Source, eager_attention, load_source
+from ast_export.spec import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAMES
+from tests.export.conftest import LABELS, random_weights
 from tests.tolerances import ORT_EMBED_MAX_ABS, ORT_PROBS_MAX_ABS
 
 BATCH_SIZES = (1, 3, 8)
@@ -69,6 +69,18 @@ def test_ort_cpu_parity(onnx_path: Path, source: Source, batch: int) -> None:
     assert np.abs(got["probs"] - ref["probs"]).max() <= ORT_PROBS_MAX_ABS
     assert np.abs(got["embedding"] - ref["embedding"]).max() <= ORT_EMBED_MAX_ABS
     np.testing.assert_array_equal(got["probs"].argmax(1), ref["probs"].argmax(1))
+
+
+def test_avg_pool_model_exports_with_parity(tmp_path: Path) -> None:
+    """tiny's default pooling (mean of the patch tokens) through the same export path, batch 3."""
+    source = load_source(random_weights(tmp_path / "avg.pth", global_pool="avg"))
+    model, _ = export_fp32_model(source, DEFAULT_OPSET)
+    out = tmp_path / "avg.onnx"
+    write_onnx(model, source, out, precision="fp32", opset=DEFAULT_OPSET)
+    x = _windows(source)[:3]
+    got, ref = onnx_runners(out, threads=1)[0][0](x), eager_runner(source.model)(x)
+    assert np.abs(got["probs"] - ref["probs"]).max() <= ORT_PROBS_MAX_ABS
+    assert np.abs(got["embedding"] - ref["embedding"]).max() <= ORT_EMBED_MAX_ABS
 
 
 HAS_CUDA = CUDA_EP in ort.get_available_providers() and gpu_present()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import torch.multiprocessing as mp
 from tests.training.train_helpers import tiny_request, write_manifest
 
 WORLD_SIZE = 2
+SPAWN_DEADLINE_S = 300.0  # the test takes ~15 s; a rank stuck in a collective must not hang CI
 
 
 def _free_port() -> int:
@@ -45,11 +47,22 @@ def _worker(rank: int, port: int, manifest: str, out: str, results: str) -> None
     train.run(tiny_request(Path(manifest), Path(out), epoch_size=32))
 
 
+def _spawn_with_deadline(fn: object, args: tuple, deadline_s: float = SPAWN_DEADLINE_S) -> None:
+    """``mp.spawn`` that cannot hang the suite: ranks still alive after ``deadline_s`` are killed."""
+    context = mp.start_processes(fn, args=args, nprocs=WORLD_SIZE, join=False, start_method="spawn")
+    end = time.monotonic() + deadline_s
+    while not context.join(timeout=max(0.1, end - time.monotonic())):
+        if time.monotonic() >= end:
+            for proc in context.processes:
+                proc.kill()
+            pytest.fail(f"DDP ranks still running after {deadline_s:.0f} s (killed)")
+
+
 def test_two_cpu_ranks_shard_data_and_agree(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "data")
     out, results = tmp_path / "out", tmp_path / "results"
     results.mkdir()
-    mp.spawn(_worker, args=(_free_port(), str(manifest), str(out), str(results)), nprocs=WORLD_SIZE, join=True)
+    _spawn_with_deadline(_worker, (_free_port(), str(manifest), str(out), str(results)))
 
     ranks = [torch.load(results / f"rank{r}.pt", weights_only=True) for r in range(WORLD_SIZE)]
     for epoch_seen in zip(ranks[0]["seen"], ranks[1]["seen"], strict=True):
