@@ -16,9 +16,9 @@ Differences from torchaudio, all deliberate:
   ``as_strided``.
 * Per-frame DC removal, pre-emphasis, window, zero-padding and the real DFT are one matmul with a basis
   ``[window_size, 2 * K]`` composed in float64 (``K = padded_window_size // 2`` bins: cos block then sin
-  block). The zero-padded samples contribute
-  nothing, so they are simply absent from the basis. The Nyquist bin is dropped because Kaldi's mel
-  banks give it zero weight (torchaudio pads the mel matrix with a zero column for it).
+  block). The zero-padded samples contribute nothing, so they are simply absent from the basis. The
+  Nyquist bin is dropped because Kaldi's mel banks give it zero weight (torchaudio pads the mel matrix
+  with a zero column for it).
 * The constant tables are derived from the config and re-derived whenever the module changes dtype or
   device (see :meth:`KaldiFbank._apply`), so ``.double()`` gets a float64 DFT basis rather than float32
   entries widened to float64. The mel filters are float32-rounded on purpose, as in torchaudio (see

@@ -57,7 +57,8 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Epochs (overrides the preset; with --resume, the run's new total).")
 @click.option("--init-from", type=str, default=None, help="Weights file (or URL) to start from.")
-@click.option("--init-sha256", type=str, default=None, callback=sha256_option_callback, help="Expected SHA-256 of the --init-from file.")
+@click.option("--init-sha256", type=str, default=None, callback=sha256_option_callback,
+              help="Expected SHA-256 of the --init-from file.")
 @click.option("--resume", is_flag=True,
               help="Continue from OUT/checkpoint.pt after its last epoch, with its config; only --epochs, "
                    "--device, --workers and --threads may change.")
@@ -66,16 +67,17 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Windows per step per rank.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate.")
 @click.option("--ema-decay", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
-              help="Validate and keep a moving average of the weights with this decay (0 = off) [default: 0].")
+              help="Validate and keep a moving average of the weights with this decay "
+                   "(0 = off) [default: 0].")
 @click.option("--epoch-size", type=click.IntRange(min=1), default=None, help="Training windows per epoch.")
 @click.option("--workers", type=click.IntRange(min=0), default=None, help="DataLoader worker processes.")
 @click.option("--threads", type=click.IntRange(min=0), default=None,
               help="torch CPU threads per rank (0 = torch default).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(manifest: Path, out_dir: Path, variant: str | None, epochs: int | None, init_from: str | None,
-         init_sha256: str | None, resume: bool, device: str | None, seed: int | None, batch_size: int | None, lr: float | None,
-         ema_decay: float | None, epoch_size: int | None, workers: int | None, threads: int | None,
-         verbose: bool) -> None:
+         init_sha256: str | None, resume: bool, device: str | None, seed: int | None, batch_size: int | None,
+         lr: float | None, ema_decay: float | None, epoch_size: int | None, workers: int | None,
+         threads: int | None, verbose: bool) -> None:
     """Train an AST sample identifier; writes OUT/modelo_audio.pth, metrics.json and curves.png."""
     log_to_stderr(logging.DEBUG if verbose else logging.INFO, LOG_FORMAT)
     if init_sha256 and not init_from:
