@@ -36,6 +36,7 @@ from models import (
     load_weights,
     resize_pos_embed,
 )
+from models.hub import resolve_weights
 from training.manifest import Manifest
 
 logger = logging.getLogger(__name__)
@@ -76,14 +77,6 @@ class ModelSpec:
         return model.train()
 
 
-def resolve_weights_path(path_or_url: str, sha256: str | None = None) -> Path:
-    """``models.hub.resolve_weights``: a local path, or a URL downloaded into the cache; checked against
-    ``sha256`` when given (models.hub.HubError on mismatch)."""
-    from models.hub import resolve_weights
-
-    return Path(resolve_weights(path_or_url, sha256))
-
-
 def fresh_spec(variant: str, labels: list[str], overrides: dict[str, Any]) -> ModelSpec:
     """A randomly initialised model of the named variant, one class per label."""
     ast_cfg = get_config(variant, num_classes=len(labels), **overrides)
@@ -95,9 +88,10 @@ def init_spec(init_from: str, variant: str | None, labels: list[str], overrides:
     """A model seeded from a weights file (see the module docstring for the rules).
 
     Raises:
-        InitError: architecture mismatch; models.WeightsError: unreadable file.
+        InitError: architecture mismatch; models.WeightsError: unreadable file; models.hub.HubError: hash
+            mismatch or failed download.
     """
-    wf = load_weights(resolve_weights_path(init_from, sha256))
+    wf = load_weights(resolve_weights(init_from, sha256))  # a path or URL; hash-checked when given
     src = wf.model_config
     target = src if variant is None else get_config(variant)
     target = dataclasses.replace(target, **{f: getattr(src, f) for f in ARCH_FIELDS})
