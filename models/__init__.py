@@ -9,7 +9,7 @@ from models.ast import AST, resize_pos_embed
 from models.config import (
     AUDIOSET_MEAN,
     AUDIOSET_STD,
-    VARIANTS,
+    PRESETS,
     ASTConfig,
     FbankConfig,
     get_config,
@@ -31,7 +31,7 @@ __all__ = [
     "AST",
     "AUDIOSET_MEAN",
     "AUDIOSET_STD",
-    "VARIANTS",
+    "PRESETS",
     "WEIGHTS_FORMAT",
     "ASTConfig",
     "FbankConfig",

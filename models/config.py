@@ -1,4 +1,4 @@
-"""Configuration dataclasses for the Kaldi frontend and the AST encoder, with named variants.
+"""Configuration dataclasses for the Kaldi frontend and the AST encoder, with named presets (model sizes).
 
 Field names of :class:`FbankConfig` follow Kaldi / ``torchaudio.compliance.kaldi.fbank`` verbatim, so a
 config maps one-to-one onto the reference call used in the parity tests.
@@ -95,7 +95,7 @@ class ASTConfig:
         return 2 if self.dist_token else 1
 
 
-VARIANTS: dict[str, ASTConfig] = {
+PRESETS: dict[str, ASTConfig] = {
     # Fast on 2 CPU cores: non-overlapping 16x16 patches over 4.0 s windows (8 x 25 = 200 patches). Average
     # pooling: on the demo it learns faster from scratch than the token pool (+4 to +6 points test top-1 on
     # two seeds, README "Accuracy").
@@ -109,10 +109,10 @@ VARIANTS: dict[str, ASTConfig] = {
 
 
 def get_config(name: str, **overrides: Any) -> ASTConfig:
-    """Return the named variant, optionally with fields replaced (e.g. ``num_classes``)."""
-    if name not in VARIANTS:
-        raise ValueError(f"unknown config {name!r}; choose one of {', '.join(VARIANTS)}")
-    return dataclasses.replace(VARIANTS[name], **overrides)
+    """Return the named preset, optionally with fields replaced (e.g. ``num_classes``)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return dataclasses.replace(PRESETS[name], **overrides)
 
 
 def window_samples(fbank: FbankConfig, ast: ASTConfig) -> int:
