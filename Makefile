@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 data: install
-	$(BIN)/python -m training.demo_data --out $(DATA)
+	$(BIN)/python -m training.data.demo_data --out $(DATA)
 
 train: data
 	$(BIN)/ast-train --manifest $(DATA)/manifest.csv --out $(RUN) --config $(CONFIG) $(if $(EPOCHS),--epochs $(EPOCHS))
@@ -30,7 +30,7 @@ export: install
 
 demo: train export
 	$(BIN)/ast-serve identify --model $(RUN)/modelo_audio.onnx --format table \
-		$$($(BIN)/python -m training.manifest_paths $(DATA)/manifest.csv --split test)
+		$$($(BIN)/python -m training.data.manifest_paths $(DATA)/manifest.csv --split test)
 
 test: install
 	$(BIN)/python -m pytest -q -m "not slow"; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc

@@ -42,7 +42,7 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     from models import WeightsError
     from models.hub import HubError
     from training.checkpoint import CheckpointError
-    from training.manifest import ManifestError
+    from training.data.manifest import ManifestError
     from training.model_setup import InitError
     from training.out_dir import OutputDirError
 

@@ -236,7 +236,7 @@ class Trainer:
 
 def window_loss(logits: torch.Tensor, label: torch.Tensor, label_smoothing: float) -> torch.Tensor:
     """Mean loss over a batch: label-smoothed cross-entropy for windows with a sample, and cross-entropy
-    against the flat distribution for background windows (label ``< 0``, see ``training.dataset``)."""
+    against the flat distribution for background windows (label ``< 0``, see ``training.data.dataset``)."""
     known = label >= 0  # [B]
     total = logits.new_zeros(())
     if known.any():

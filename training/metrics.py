@@ -1,6 +1,6 @@
 """Song-level evaluation (the shared scoring rule), ``metrics.json`` and ``curves.png``.
 
-Scoring rule, shared with ``serving``: cut each song into windows with ``training.dataset.song_windows``
+Scoring rule, shared with ``serving``: cut each song into windows with ``training.data.dataset.song_windows``
 (hop = ``hop_fraction`` x window, default half a window), score every window, take per class the **max over
 windows** of the window probabilities, and rank classes by that song score. A song counts for top-k when its
 true label is among the k best classes.
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.dataset import song_windows
+from training.data.dataset import song_windows
 
 logger = logging.getLogger(__name__)
 

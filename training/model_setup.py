@@ -37,7 +37,7 @@ from models import (
     resize_pos_embed,
 )
 from models.hub import resolve_weights
-from training.manifest import Manifest
+from training.data.manifest import Manifest
 
 logger = logging.getLogger(__name__)
 

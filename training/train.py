@@ -35,8 +35,6 @@ import torch
 from models import save_weights, window_samples
 from models.config import ast_config_from_dict, config_to_dict, fbank_config_from_dict
 from training import distributed
-from training.audio import load_audio
-from training.augment import AugmentConfig
 from training.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
@@ -45,10 +43,12 @@ from training.checkpoint import (
     save_checkpoint,
 )
 from training.config import TrainConfig
-from training.dataset import TrainWindows
+from training.data.audio import load_audio
+from training.data.augment import AugmentConfig
+from training.data.dataset import TrainWindows
+from training.data.manifest import Manifest, load_manifest
 from training.distributed import DistInfo
 from training.loop import Trainer
-from training.manifest import Manifest, load_manifest
 from training.metrics import CURVES_NAME, METRICS_NAME, SongSet, plot_curves, write_metrics
 from training.model_setup import (
     ModelSpec,
@@ -223,7 +223,7 @@ def run(req: TrainRequest, info: DistInfo | None = None) -> dict[str, Any]:
     """Train as ``req`` says and return the metrics (as written to ``metrics.json``).
 
     Raises:
-        training.manifest.ManifestError, training.out_dir.OutputDirError, CheckpointError,
+        training.data.manifest.ManifestError, training.out_dir.OutputDirError, CheckpointError,
         models.WeightsError, training.model_setup.InitError, ValueError: bad input, all raised before the
         first step. training.out_dir.OutputWriteError: a write into ``--out`` failed later (disk full).
     """

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from models import WeightsFile, build_scoring_model, get_config, load_weights, save_weights
 from models.config import FbankConfig
 from tests.training.train_helpers import TINY_MODEL, tiny_request, write_manifest
-from training.dataset import BACKGROUND
+from training.data.dataset import BACKGROUND
 from training.distributed import DistInfo, shard_indices
 from training.loop import SpecAugment, cosine_lambda, window_loss
 from training.metrics import SongSet, count_hits, song_scores

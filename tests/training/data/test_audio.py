@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from training.audio import AudioError, load_audio, write_audio
+from training.data.audio import AudioError, load_audio, write_audio
 
 
 def _tone(sr: int, seconds: float, hz: float = 440.0) -> np.ndarray:

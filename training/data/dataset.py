@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from training import augment as A
-from training import synth
-from training.audio import SAMPLE_RATE, load_audio
-from training.manifest import Manifest, SongEntry
+from training.data import augment as A
+from training.data import synth
+from training.data.audio import SAMPLE_RATE, load_audio
+from training.data.manifest import Manifest, SongEntry
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from training.demo_data import DemoOptions, build_demo, is_current, main
-from training.manifest import load_manifest
+from training.data.demo_data import DemoOptions, build_demo, is_current, main
+from training.data.manifest import load_manifest
 
 SMALL = DemoOptions(records=3, train_songs=2, val_songs=1, test_songs=1, min_song_s=5.0, max_song_s=6.0,
                     min_record_s=3.0, max_record_s=4.0, min_sample_s=1.0, max_sample_s=2.0)

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from training.manifest import MAX_PROBLEMS_SHOWN, ManifestError, carve_val, load_manifest
-from training.manifest_paths import main as paths_main
+from training.data.manifest import MAX_PROBLEMS_SHOWN, ManifestError, carve_val, load_manifest
+from training.data.manifest_paths import main as paths_main
 
 
 def _wav(path: Path) -> str:
@@ -103,7 +103,7 @@ def test_problem_list_is_truncated(songs: Path) -> None:
 def test_other_splits_skipped_with_one_warning(songs: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = _write(songs, "song,sample,split", ["audio/s0.wav,a,train", "audio/s1.wav,a,open",
                                                "audio/s2.wav,b,open", "audio/s3.wav,a,val", "audio/s4.wav,a,"])
-    with caplog.at_level(logging.WARNING, logger="training.manifest"):
+    with caplog.at_level(logging.WARNING, logger="training.data.manifest"):
         m = load_manifest(path)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "3 row(s)" in warnings[0].getMessage()
@@ -195,7 +195,7 @@ def test_carve_moves_nothing_when_every_song_is_some_labels_last(songs: Path) ->
 def test_song_using_several_samples_is_not_a_duplicate(songs: Path, caplog: pytest.LogCaptureFixture) -> None:
     rows = ["audio/s0.wav,a,train", "audio/s0.wav,b,train", "audio/s1.wav,a,train", "audio/s2.wav,b,train",
             "audio/s3.wav,a,val", "audio/s3.wav,b,val"]
-    with caplog.at_level(logging.INFO, logger="training.manifest"):
+    with caplog.at_level(logging.INFO, logger="training.data.manifest"):
         m = load_manifest(_write(songs, "song,sample,split", rows))
     assert len(m.entries) == 6
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -205,7 +205,7 @@ def test_song_using_several_samples_is_not_a_duplicate(songs: Path, caplog: pyte
 
 def test_same_song_and_sample_twice_is_warned(songs: Path, caplog: pytest.LogCaptureFixture) -> None:
     rows = ["audio/s0.wav,a,train", "audio/s0.wav,a,train", "audio/s0.wav,b,train", "audio/s1.wav,a,val"]
-    with caplog.at_level(logging.INFO, logger="training.manifest"):
+    with caplog.at_level(logging.INFO, logger="training.data.manifest"):
         load_manifest(_write(songs, "song,sample,split", rows))
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "1 song/sample pair(s)" in warnings[0] and "same split" in warnings[0]

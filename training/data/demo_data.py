@@ -1,6 +1,6 @@
 """Synthesize the demo catalogue: records, their samples, and songs that sample them.
 
-``python -m training.demo_data --out data/demo`` writes (16 kHz mono 16-bit FLAC, nothing downloaded):
+``python -m training.data.demo_data --out data/demo`` writes (16 kHz mono 16-bit FLAC, nothing downloaded):
 
 - ``records/rNN.flac``: a record of ~8-12 s with its own music: key, scale, tempo, a 4-chord progression on
   a pad patch, a melody on a lead patch (additive or FM synthesis with its own envelope), an arpeggio or
@@ -33,9 +33,9 @@ from typing import Any
 import click
 import numpy as np
 
-from training import augment as A
-from training import synth
-from training.audio import SAMPLE_RATE, write_audio
+from training.data import augment as A
+from training.data import synth
+from training.data.audio import SAMPLE_RATE, write_audio
 
 logger = logging.getLogger(__name__)
 

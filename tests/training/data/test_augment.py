@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from training import augment as A
+from training.data import augment as A
 
 SR = A.SAMPLE_RATE
 N = SR  # one second

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from training.augment import AugmentConfig
-from training.dataset import BACKGROUND, TrainWindows, eval_windows, song_windows
-from training.demo_data import DemoOptions, build_demo
-from training.manifest import Manifest, load_manifest
+from training.data.augment import AugmentConfig
+from training.data.dataset import BACKGROUND, TrainWindows, eval_windows, song_windows
+from training.data.demo_data import DemoOptions, build_demo
+from training.data.manifest import Manifest, load_manifest
 
 WINDOW = 16240  # 100 frames: a one-second window keeps the test fast
 OPTS = DemoOptions(records=3, train_songs=2, val_songs=1, test_songs=0, min_song_s=5.0, max_song_s=6.0,

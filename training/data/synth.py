@@ -1,6 +1,6 @@
 """Small numpy synthesizers: boom-bap drums, bass lines, and instrument patches for demo records.
 
-Used by :mod:`training.demo_data` (records and songs) and by :mod:`training.dataset` (accompaniment beds for
+Used by :mod:`training.data.demo_data` (records and songs) and by :mod:`training.data.dataset` (accompaniment beds for
 record cuts). Every random draw comes from the numpy ``Generator`` passed in, so output is deterministic.
 """
 

@@ -1,6 +1,6 @@
 """Print the song paths of one manifest split, one per line (for shell pipelines such as ``make demo``).
 
-``python -m training.manifest_paths data/demo/manifest.csv --split test``
+``python -m training.data.manifest_paths data/demo/manifest.csv --split test``
 
 Paths are printed relative to the current directory when they lie under it, absolute otherwise.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from training.manifest import SPLITS, ManifestError, load_manifest
+from training.data.manifest import SPLITS, ManifestError, load_manifest
 
 logger = logging.getLogger(__name__)
 
