@@ -15,10 +15,11 @@ from typing import Any
 
 import click
 
+from serving.contract import ModelError, log_to_stderr
 from serving.identify import IdentifyOptions, display_path, identify
 from serving.matches import MatchOptions
 from serving.output import FORMATS, default_format, make_writer
-from serving.session import DEVICES, ModelError, ModelSession, SessionOptions
+from serving.session import DEVICES, ModelSession, SessionOptions
 
 logger = logging.getLogger("serving")
 
@@ -60,12 +61,6 @@ def _open_session(model: str | None, device: str, threads: int) -> ModelSession:
         sys.exit(EXIT_USAGE)
 
 
-class _StderrNow(logging.StreamHandler):
-    """Writes to the current ``sys.stderr`` (a host such as CliRunner may swap and close the old one)."""
-
-    stream = property(lambda self: sys.stderr, lambda self, _value: None)  # type: ignore[assignment]
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs on stderr, ONNX Runtime's own messages included.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
@@ -75,7 +70,7 @@ def main(verbose: bool, quiet: bool) -> None:
     Results go to stdout, logs and progress to stderr.
     """
     level = logging.ERROR if quiet else (logging.DEBUG if verbose else logging.INFO)
-    logging.basicConfig(level=level, format="%(message)s", handlers=[_StderrNow()], force=True)
+    log_to_stderr(level, "%(message)s")
 
 
 @main.command("identify")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from serving.contract import round_time
 from serving.matches import MatchOptions, SongResult, match_song
 from serving.session import ModelSession
 from serving.windows import Batch, FileDone, iter_batches
@@ -25,7 +26,6 @@ logger = logging.getLogger(__name__)
 
 PREFETCH_BATCHES = 2
 PUT_POLL_S = 0.1
-DURATION_DECIMALS = 3
 _END = object()
 
 
@@ -104,7 +104,7 @@ def _finish(done: FileDone, parts: list, path: str, session: ModelSession, opts:
     if done.error is not None:
         return SongResult(path, error=done.error)
     meta = session.metadata
-    duration = round(done.samples / meta.sample_rate, DURATION_DECIMALS)
+    duration = round_time(done.samples / meta.sample_rate)
     if not parts:
         return SongResult(path, duration, error="no windows were scored")
     starts = np.concatenate([s for s, _ in parts])  # [N]

@@ -2,7 +2,7 @@
 
 Rules (shared with training's ``test_top1`` so both report the same top-1 for a song):
 
-- **Song score** of a sample = max over the song's windows of that window's probability.
+- **Song score** of a sample = :func:`serving.contract.song_scores`: the max over the song's windows.
 - **Top-k**: the k samples with the highest song scores, best first.
 - **Threshold** ``P`` (optional): matches whose song score is below ``P`` are dropped, so a song whose best
   score is below ``P`` reports no match ("no known sample") instead of a forced guess.
@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-TIMELINE_DECIMALS = 4
-TIME_DECIMALS = 3
+from serving.contract import SCORE_DECIMALS, TIME_DECIMALS, round_time, song_scores
 
 
 @dataclass
@@ -68,11 +67,6 @@ class MatchOptions:
     top_k: int = 1
     threshold: float | None = None
     timeline: bool = False
-
-
-def song_scores(probs: np.ndarray) -> np.ndarray:
-    """Per-class song score: max over windows. ``probs`` [N, C] -> [C]."""
-    return probs.max(axis=0)
 
 
 def span_windows(probs: np.ndarray, cls: int, threshold: float | None) -> tuple[int, int]:
@@ -126,10 +120,10 @@ def match_song(
             break
         first, last = span_windows(probs, int(cls), options.threshold)
         end = min(start_s[last] + window_s, duration_s)
-        matches.append(Match(labels[cls], float(scores[cls]), round(float(start_s[first]), TIME_DECIMALS),
-                             round(float(max(end, start_s[first])), TIME_DECIMALS)))
+        matches.append(Match(labels[cls], float(scores[cls]), round_time(start_s[first]),
+                             round_time(max(end, start_s[first]))))
     timeline = None
     if options.timeline:
         timeline = Timeline(window_s, np.round(start_s, TIME_DECIMALS).tolist(), [labels[c] for c in top],
-                            np.round(probs[:, top].T.astype(np.float64), TIMELINE_DECIMALS).tolist())
+                            np.round(probs[:, top].T.astype(np.float64), SCORE_DECIMALS).tolist())
     return matches, timeline

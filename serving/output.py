@@ -17,13 +17,13 @@ import csv
 import json
 from typing import TextIO
 
+from serving.contract import round_score
 from serving.matches import SongResult
 
 FORMATS = ("table", "json", "jsonl", "csv")
 CSV_FIELDS = ("path", "duration_s", "rank", "sample", "score", "start_s", "end_s", "error")
 NO_MATCH = "no known sample"
 MAX_PATH_COLUMN = 60
-SCORE_DECIMALS = 4
 
 
 def default_format(stream: TextIO) -> str:
@@ -86,7 +86,7 @@ class CsvWriter(Writer):
         if not result.matches:
             self.csv.writerow(head + ["", "", "", "", "", result.error or ""])
         for rank, m in enumerate(result.matches, start=1):
-            self.csv.writerow(head + [rank, m.sample, round(m.score, SCORE_DECIMALS), m.start_s, m.end_s, ""])
+            self.csv.writerow(head + [rank, m.sample, round_score(m.score), m.start_s, m.end_s, ""])
         self.stream.flush()
 
 

@@ -20,21 +20,25 @@ forced on CPU (``io_binding=True``) so the same code path is tested without a GP
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
 
+from serving.contract import (
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAMES,
+    ModelError,
+    ModelMetadata,
+    one_line,
+    parse_metadata,
+)
+
 logger = logging.getLogger(__name__)
 
-METADATA_KEY = "ast_sampleid"
-KNOWN_FORMAT_VERSIONS = (1,)
-INPUT_NAME = "waveform"
-OUTPUT_NAMES = ("probs", "embedding")
 FLOAT_TENSOR = "tensor(float)"
 CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
@@ -42,30 +46,6 @@ CUDA_OPTIONS = {"use_tf32": "0"}  # TF32 breaks the fp32 parity tolerances
 ORT_QUIET = 4  # fatal only: ORT's own stderr lines about a missing CUDA would otherwise leak out
 ORT_DEFAULT = 2  # warning
 DEVICES = ("auto", "cpu", "cuda")
-
-
-class ModelError(Exception):
-    """The model file cannot be used; ``str(err)`` is one actionable line."""
-
-
-@dataclass(frozen=True)
-class ModelMetadata:
-    """The validated ``ast_sampleid`` metadata of an exported graph."""
-
-    format_version: int
-    labels: tuple[str, ...]
-    sample_rate: int
-    window_samples: int
-    hop_samples: int
-    raw: dict[str, Any] = field(repr=False, compare=False)
-
-    @property
-    def window_s(self) -> float:
-        return self.window_samples / self.sample_rate
-
-    @property
-    def hop_s(self) -> float:
-        return self.hop_samples / self.sample_rate
 
 
 @dataclass
@@ -83,32 +63,6 @@ class SessionOptions:
     intra_threads: int = 0
     inter_threads: int = 0
     io_binding: bool | None = None
-
-
-def parse_metadata(text: str | None) -> ModelMetadata:
-    """Validate the metadata JSON string; raise :class:`ModelError` naming the first problem."""
-    if text is None:
-        raise ModelError(f"no '{METADATA_KEY}' metadata: not an ast-sampleid export (re-export with ast-export)")
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ModelError(f"'{METADATA_KEY}' metadata is not valid JSON ({err.msg})") from err
-    if not isinstance(raw, dict):
-        raise ModelError(f"'{METADATA_KEY}' metadata must be a JSON object")
-    version = raw.get("format_version")
-    if version not in KNOWN_FORMAT_VERSIONS:
-        raise ModelError(f"unknown metadata format_version {version!r} (this ast-serve reads "
-                         f"{', '.join(map(str, KNOWN_FORMAT_VERSIONS))}); upgrade ast-serve or re-export")
-    labels = raw.get("labels")
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
-        raise ModelError("metadata 'labels' must be a non-empty list of strings")
-    ints = {}
-    for key in ("sample_rate", "window_samples", "hop_samples"):
-        value = raw.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ModelError(f"metadata '{key}' must be a positive integer, got {value!r}")
-        ints[key] = value
-    return ModelMetadata(version, tuple(labels), raw=raw, **ints)
 
 
 def _check_io(sess: ort.InferenceSession, meta: ModelMetadata) -> None:
@@ -138,11 +92,6 @@ def _session_options(opts: SessionOptions, quiet: bool) -> ort.SessionOptions:
     if quiet:
         so.log_severity_level = ORT_QUIET
     return so
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    return lines[0] if lines else type(err).__name__
 
 
 class ModelSession:
@@ -201,7 +150,7 @@ class ModelSession:
         try:
             return ort.InferenceSession(self.path, _session_options(self.options, quiet), providers=providers)
         except Exception as err:  # ORT raises several pybind types (Fail, InvalidProtobuf, ...)
-            raise ModelError(f"cannot load model {self.path}: {_first_line(err)}") from err
+            raise ModelError(f"cannot load model {self.path}: {one_line(err)}") from err
         finally:
             if quiet:
                 ort.set_default_logger_severity(ORT_DEFAULT)

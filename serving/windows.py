@@ -1,14 +1,9 @@
 """Cut streamed audio into fixed model windows and batch windows from many files together.
 
-Window placement (the same rule as ``training.dataset.song_windows``, so serving and training's test
-metric see the same windows):
-
-- starts at ``0, hop, 2*hop, ...`` while ``start + window <= length``;
-- if the last regular window stops short of the end, one more window is **aligned to the end** so the tail is
-  always covered;
-- a file shorter than one window gives exactly one window, zero-padded at the end.
-
-Only about one window plus one decoded block is held per file, however long the file is.
+Window placement is :func:`serving.contract.window_starts` (the one rule training and export use too): while a
+file streams, the regular starts that already fit are emitted; once its length is final, the tail window
+(aligned to the end) or the single zero-padded window of a short file follows. Only about one window plus one
+decoded block is held per file, however long the file is.
 """
 
 from __future__ import annotations
@@ -22,6 +17,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from serving.audio import AudioError, DecodeStats, stream_audio
+from serving.contract import window_starts
 
 logger = logging.getLogger(__name__)
 
@@ -39,43 +35,33 @@ def iter_windows(chunks: Chunks, window: int, hop: int) -> Iterator[tuple[np.nda
     Raises:
         AudioError: the stream holds no samples at all.
     """
-    if window <= 0 or hop <= 0:
-        raise ValueError(f"window ({window}) and hop ({hop}) must be positive")
+    window_starts(0, window, hop)  # validates window and hop before any decoding
     buf = np.zeros(0, dtype=np.float32)
-    buf_off = next_start = total = 0  # buf[0] is absolute sample buf_off
-    last_end = 0  # end of the last emitted window
+    buf_off = total = emitted = 0  # buf[0] is absolute sample buf_off; emitted = windows handed out
     for chunk in chunks:
         if chunk.size == 0:
             continue
         buf = np.concatenate([buf, chunk.astype(np.float32, copy=False)])
         total += chunk.shape[0]
-        if total >= next_start + window:
-            count = (total - window - next_start) // hop + 1
-            starts = next_start + hop * np.arange(count, dtype=np.int64)  # [n]
-            views = sliding_window_view(buf, window)  # [len - window + 1, window], no copy
-            yield starts, views[starts - buf_off]  # fancy index -> [n, window] copy
-            next_start += count * hop
-            last_end = int(starts[-1]) + window
-        keep_from = max(buf_off, min(next_start, total - window))  # keep the tail for end alignment
+        starts = window_starts(total, window, hop, complete=False)[emitted:]  # [n]
+        if starts.size:
+            yield starts, _cut(buf, buf_off, starts, window)
+            emitted += starts.size
+        next_start = emitted * hop  # the next regular start; the end-aligned tail starts at total - window
+        keep_from = max(buf_off, min(next_start, total - window))
         buf, buf_off = buf[keep_from - buf_off:], keep_from
     if total == 0:
         raise AudioError("contains no audio samples")
-    if total < window:
-        padded = np.zeros((1, window), dtype=np.float32)  # [1, window]
-        padded[0, :total] = buf[-total:]
-        yield np.zeros(1, dtype=np.int64), padded
-    elif last_end < total:
-        yield np.array([total - window], dtype=np.int64), buf[-window:][None, :].copy()  # [1, window]
+    tail = window_starts(total, window, hop)[emitted:]  # [0 or 1]: the end-aligned or the padded window
+    if tail.size:
+        padded = np.pad(buf, (0, max(0, window - buf.shape[0])))  # a short file is zero-padded at the end
+        yield tail, _cut(padded, buf_off, tail, window)
 
 
-def window_starts(length: int, window: int, hop: int) -> np.ndarray:
-    """Window starts for a signal of ``length`` samples (the rule above, without audio)."""
-    if length <= window:
-        return np.zeros(1, dtype=np.int64)
-    starts = np.arange(0, length - window + 1, hop, dtype=np.int64)
-    if starts[-1] + window < length:
-        starts = np.append(starts, length - window)
-    return starts
+def _cut(buf: np.ndarray, buf_off: int, starts: np.ndarray, window: int) -> np.ndarray:
+    """Copies of the windows at absolute ``starts`` from a buffer that begins at sample ``buf_off``."""
+    views = sliding_window_view(buf, window)  # [len - window + 1, window], no copy
+    return views[starts - buf_off]  # fancy index -> [n, window] copy
 
 
 @dataclass

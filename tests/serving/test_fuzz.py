@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from serving.audio import AudioError
-from serving.windows import iter_batches, window_starts
+from serving.contract import window_starts
+from serving.windows import iter_batches
 
 FUZZ_EXAMPLES = 300
 WINDOW, HOP, BATCH = 4000, 1500, 3

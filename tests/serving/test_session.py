@@ -9,7 +9,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from serving.session import CPU_EP, CUDA_EP, ModelError, ModelSession, SessionOptions, parse_metadata
+from serving.contract import ModelError, parse_metadata
+from serving.session import CPU_EP, CUDA_EP, ModelSession, SessionOptions
 from tests.serving.fake_model import LABELS, WINDOW, build_model, metadata
 
 HAS_CUDA_EP = CUDA_EP in ort.get_available_providers()

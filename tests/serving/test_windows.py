@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from serving.audio import AudioError
-from serving.windows import iter_batches, iter_windows, window_starts
+from serving.contract import window_starts
+from serving.windows import iter_batches, iter_windows
 
 WINDOW, HOP = 100, 40
 
