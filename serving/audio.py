@@ -18,6 +18,7 @@ with a one-line message meant to be printed as ``path: message``.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import stat
@@ -131,26 +132,56 @@ def stream_audio(
     Raises:
         AudioError: the file cannot be opened or decoding fails part way (e.g. a truncated FLAC).
     """
-    stats = stats if stats is not None else DecodeStats()
     with open_audio(path) as snd:
-        stats.source_rate, stats.channels = snd.samplerate, snd.channels
-        resampler = None
-        check_finite = snd.subtype not in INTEGER_SUBTYPES  # only float/lossy data can hold NaN/Inf
-        if snd.samplerate != sample_rate:
-            resampler = soxr.ResampleStream(snd.samplerate, sample_rate, 1, dtype="float32",
-                                            quality=RESAMPLE_QUALITY)
-        block_frames = max(1, min(block_frames, MAX_BLOCK_VALUES // snd.channels))
-        while True:
-            block = _read_block(snd, block_frames)  # [n, channels]
-            last = block.shape[0] < block_frames
-            mono = _to_mono(block, stats, check_finite)  # [n]
-            if resampler is not None:
-                mono = resampler.resample_chunk(mono, last=last)
-            mono = _clip(mono, stats)
-            stats.samples_out += mono.shape[0]
-            yield mono
-            if last:
-                return
+        yield from stream_sound(snd, sample_rate, block_frames, stats)
+
+
+def open_audio_buffer(data: bytes) -> sf.SoundFile:
+    """Open audio held in memory (e.g. an HTTP upload) with libsndfile; nothing touches the disk.
+
+    Raises:
+        AudioError: the same one-line reasons as :func:`open_audio` gives for a file.
+    """
+    if not data:
+        raise AudioError("empty file")
+    try:
+        snd = sf.SoundFile(io.BytesIO(data))
+    except sf.LibsndfileError as err:
+        raise AudioError(f"not a readable audio file ({_libsndfile_reason(err)})") from err
+    except (OSError, RuntimeError, ValueError, TypeError) as err:
+        raise AudioError(f"not a readable audio file ({_first_line(err)})") from err
+    if snd.samplerate <= 0 or snd.channels <= 0:
+        snd.close()
+        raise AudioError(f"invalid header (rate {snd.samplerate}, {snd.channels} channels)")
+    return snd
+
+
+def stream_sound(
+    snd: sf.SoundFile,
+    sample_rate: int = TARGET_RATE,
+    block_frames: int = BLOCK_FRAMES,
+    stats: DecodeStats | None = None,
+) -> Iterator[np.ndarray]:
+    """:func:`stream_audio` over an already open file (from :func:`open_audio` or :func:`open_audio_buffer`)."""
+    stats = stats if stats is not None else DecodeStats()
+    stats.source_rate, stats.channels = snd.samplerate, snd.channels
+    resampler = None
+    check_finite = snd.subtype not in INTEGER_SUBTYPES  # only float/lossy data can hold NaN/Inf
+    if snd.samplerate != sample_rate:
+        resampler = soxr.ResampleStream(snd.samplerate, sample_rate, 1, dtype="float32",
+                                        quality=RESAMPLE_QUALITY)
+    block_frames = max(1, min(block_frames, MAX_BLOCK_VALUES // snd.channels))
+    while True:
+        block = _read_block(snd, block_frames)  # [n, channels]
+        last = block.shape[0] < block_frames
+        mono = _to_mono(block, stats, check_finite)  # [n]
+        if resampler is not None:
+            mono = resampler.resample_chunk(mono, last=last)
+        mono = _clip(mono, stats)
+        stats.samples_out += mono.shape[0]
+        yield mono
+        if last:
+            return
 
 
 def _read_block(snd: sf.SoundFile, frames: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.contract import round_time
+from serving.contract import ModelMetadata, round_time
 from serving.matches import MatchOptions, SongResult, match_song
 from serving.session import ModelSession
 from serving.windows import Batch, FileDone, iter_batches
@@ -103,14 +103,29 @@ def _finish(done: FileDone, parts: list, path: str, session: ModelSession, opts:
         logger.warning("%s: replaced %d non-finite samples (NaN/Inf) with 0", path, done.stats.nonfinite)
     if done.error is not None:
         return SongResult(path, error=done.error)
-    meta = session.metadata
-    duration = round_time(done.samples / meta.sample_rate)
-    if not parts:
+    starts = np.concatenate([s for s, _ in parts]) if parts else np.zeros(0, np.int64)  # [N]
+    probs = np.concatenate([p for _, p in parts]) if parts else None  # [N, C]
+    return song_result(path, done.samples, starts, probs, session.metadata, opts.match)
+
+
+def song_result(path: str, samples: int, starts: np.ndarray, probs: np.ndarray | None, meta: ModelMetadata,
+                match: MatchOptions) -> SongResult:
+    """The answer for one decoded song from its window scores; ``identify`` and ``ast-serve http`` share it.
+
+    Args:
+        path: the name reported in the result.
+        samples: decoded length at the model's rate.
+        starts: [N] window starts in samples, ascending.
+        probs: [N, C] window probabilities (None when no window was scored).
+        meta: the model's metadata (labels, rate, window).
+        match: top-k, threshold, timeline.
+    """
+    duration = round_time(samples / meta.sample_rate)
+    if probs is None or starts.shape[0] == 0:
         return SongResult(path, duration, error="no windows were scored")
-    starts = np.concatenate([s for s, _ in parts])  # [N]
-    probs = np.concatenate([p for _, p in parts])  # [N, C]
-    matches, timeline = match_song(probs, starts, duration, meta.labels, meta.window_s, meta.sample_rate,
-                                   opts.match)
+    if not np.isfinite(probs).all():
+        return SongResult(path, duration, error="model produced non-finite scores")
+    matches, timeline = match_song(probs, starts, duration, meta.labels, meta.window_s, meta.sample_rate, match)
     return SongResult(path, duration, matches, None, timeline)
 
 
