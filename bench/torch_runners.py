@@ -58,12 +58,12 @@ def bf16_encoder(model: torch.nn.Module, device: str = "cpu", cast_weights: bool
         with torch.inference_mode():
             feats = model.features(torch.from_numpy(x).to(dev))  # [B, T, M] fp32
             if cast_weights:
-                pooled = encoder.forward_features(feats.to(torch.bfloat16))  # [B, D]
-                logits = encoder.forward_head(pooled)  # [B, C]
+                pooled = encoder.pool(encoder.forward_features(feats.to(torch.bfloat16)))  # [B, D]
+                logits = encoder.classify(pooled)  # [B, C]
             else:
                 with torch.autocast(dev.type, dtype=torch.bfloat16):
-                    pooled = encoder.forward_features(feats)  # [B, D]
-                    logits = encoder.forward_head(pooled)  # [B, C]
+                    pooled = encoder.pool(encoder.forward_features(feats))  # [B, D]
+                    logits = encoder.classify(pooled)  # [B, C]
             probs = torch.softmax(logits.float(), dim=-1)  # [B, C]
             return _host(probs, torch.nn.functional.normalize(pooled.float(), dim=-1))
 

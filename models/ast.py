@@ -5,7 +5,8 @@ spectrogram) with timm's parameter names, so official AST / DeiT / Hugging Face 
 with a few key swaps (see ``ast_export/importers.py``):
 
     fbank [B, T, M] -> [B, 1, M, T] -> Conv2d patches -> + (cls, dist) tokens -> + pos_embed
-        -> blocks -> norm -> (x[:, 0] + x[:, 1]) / 2 (or the patch tokens' mean) -> head_norm -> head
+        -> blocks -> norm (forward_features: tokens) -> (x[:, 0] + x[:, 1]) / 2 (or the patch tokens' mean)
+        -> head_norm -> head (forward_head)
 
 The official ``mlp_head = Sequential(LayerNorm, Linear)`` is split into ``head_norm`` and ``head``.
 The blocks' LayerNorms and the final ``norm`` use ``ASTConfig.layer_norm_eps``; ``head_norm`` uses
@@ -116,8 +117,8 @@ class AST(nn.Module):
         return torch.cat([cls, self.dist_token.expand(batch, -1, -1)], dim=1)  # [B, 2, D]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled embedding ``[B, D]`` after the final norm: the mean of the cls and dist tokens (cls alone
-        without a dist token), or with ``global_pool="avg"`` the mean of the patch tokens."""
+        """Tokens ``[B, P+Np, D]`` after the final norm (prefix tokens first, then the patch grid in
+        frequency-major order), as timm's ``forward_features``: nothing is pooled yet."""
         expected = (self.cfg.target_frames, self.cfg.num_mel_bins)
         if not torch.jit.is_tracing() and (x.dim() != 3 or tuple(x.shape[1:]) != expected):
             raise ValueError(
@@ -129,16 +130,25 @@ class AST(nn.Module):
         x = torch.cat([self._prefix_tokens(x.shape[0]), x], dim=1)  # [B, P+Np, D]
         x = self.pos_drop(x + self.pos_embed)  # [B, P+Np, D]
         x = self.blocks(x)  # [B, P+Np, D]
-        x = self.norm(x)  # [B, P+Np, D]
-        if self.cfg.global_pool == "avg":
-            return x[:, self.cfg.num_prefix_tokens:].mean(dim=1)  # [B, D]
-        if self.dist_token is None:
-            return x[:, 0]  # [B, D]
-        return (x[:, 0] + x[:, 1]) / 2  # [B, D]
+        return self.norm(x)  # [B, P+Np, D]
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, C]`` from pooled features ``[B, D]``."""
-        return self.head(self.head_norm(features))  # [B, C]
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Pooled embedding ``[B, D]``: the mean of the cls and dist tokens (cls alone without a dist token), or
+        with ``global_pool="avg"`` the mean of the patch tokens."""
+        if self.cfg.global_pool == "avg":
+            return tokens[:, self.cfg.num_prefix_tokens:].mean(dim=1)  # [B, D]
+        if self.dist_token is None:
+            return tokens[:, 0]  # [B, D]
+        return (tokens[:, 0] + tokens[:, 1]) / 2  # [B, D]
+
+    def classify(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, C]`` from the pooled embedding ``[B, D]``."""
+        return self.head(self.head_norm(pooled))  # [B, C]
+
+    def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Logits ``[B, C]`` from tokens ``[B, P+Np, D]`` (the pooled ``[B, D]`` with ``pre_logits``), as timm."""
+        pooled = self.pool(tokens)  # [B, D]
+        return pooled if pre_logits else self.classify(pooled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, C]`` from normalised fbank ``[B, T, M]``."""

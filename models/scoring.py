@@ -56,7 +56,8 @@ class ScoringModel(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Softmax probabilities ``[B, C]`` and L2-normalised pooled embedding ``[B, D]``."""
-        pooled = self.ast.forward_features(self.features(waveform))  # [B, D]
-        probs = self.ast.forward_head(pooled).softmax(dim=-1)  # [B, C]
+        tokens = self.ast.forward_features(self.features(waveform))  # [B, P+Np, D]
+        pooled = self.ast.pool(tokens)  # [B, D]
+        probs = self.ast.classify(pooled).softmax(dim=-1)  # [B, C]
         embedding = F.normalize(pooled, dim=-1)  # [B, D]
         return probs, embedding

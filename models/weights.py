@@ -26,6 +26,7 @@ import torch
 from models.config import ASTConfig, FbankConfig, ast_config_from_dict, config_to_dict, fbank_config_from_dict
 from models.hub import file_sha256
 from models.scoring import ScoringModel
+from serving.contract import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -64,17 +65,7 @@ def save_weights(path: str | os.PathLike, wf: WeightsFile) -> Path:
     """
     path = Path(path)
     payload = _to_payload(wf)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    atomic_write(path, lambda handle: torch.save(payload, handle))
     logger.info("wrote %s (%d classes)", path, len(wf.labels))
     return path
 
@@ -218,15 +209,3 @@ def _unpickler_reason(exc: BaseException) -> str:
 def _one_line(exc: BaseException, limit: int = MAX_MESSAGE_CHARS) -> str:
     text = ANSI_ESCAPE.sub("", " ".join(str(exc).split())) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable; best effort where directories cannot be opened (e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models import AST, VARIANTS, get_config, resize_pos_embed
+from models import AST, PRESETS, get_config, resize_pos_embed
 from models.ast import PatchEmbed
 
 TIMM_NAMES = (
@@ -30,7 +30,9 @@ def fbank_input(model: AST, batch: int = 2, seed: int = 0) -> torch.Tensor:
 def test_shapes_and_names(tiny: AST) -> None:
     x = fbank_input(tiny)  # [2, T, M]
     with torch.no_grad():
-        assert tiny.forward_features(x).shape == (2, 192)
+        f, t = tiny.cfg.grid
+        assert tiny.forward_features(x).shape == (2, 2 + f * t, 192)  # tokens, as timm
+        assert tiny.forward_head(tiny.forward_features(x), pre_logits=True).shape == (2, 192)
         assert tiny(x).shape == (2, 7)
     names = set(tiny.state_dict())
     assert set(TIMM_NAMES) <= names
@@ -82,13 +84,13 @@ def test_avg_pool_is_the_mean_of_the_normed_patch_tokens() -> None:
     captured: list[torch.Tensor] = []
     model.norm.register_forward_hook(lambda _m, _i, out: captured.append(out))
     with torch.no_grad():
-        pooled = model.forward_features(x)  # [B, D]
+        pooled = model.forward_head(model.forward_features(x), pre_logits=True)  # [B, D]
     torch.testing.assert_close(pooled, captured[0][:, 2:].mean(dim=1))  # cls and dist tokens excluded
     with pytest.raises(ValueError, match="global_pool"):
         AST(get_config("tiny", global_pool="max", depth=1, num_classes=3))
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("name", sorted(PRESETS))
 def test_variant_grid(name: str) -> None:
     """Grid arithmetic of every variant matches what its strided Conv2d produces (cheap: patch embed only)."""
     cfg = get_config(name)

@@ -30,7 +30,7 @@ def test_features_match_manual_pipeline(tiny_scoring: ScoringModel) -> None:
     with torch.no_grad():
         expected = (tiny_scoring.fbank(wave) - AUDIOSET_MEAN) / (2 * AUDIOSET_STD)  # [2, T, M]
         assert torch.equal(tiny_scoring.features(wave), expected)
-        pooled = tiny_scoring.ast.forward_features(expected)  # [2, D]
+        pooled = tiny_scoring.ast.forward_head(tiny_scoring.ast.forward_features(expected), pre_logits=True)  # [2, D]
         assert torch.allclose(tiny_scoring(wave)[1], torch.nn.functional.normalize(pooled, dim=-1))
 
 
