@@ -8,7 +8,7 @@ RUN     := runs/demo
 CONFIG  ?= tiny
 EPOCHS  ?=
 
-.PHONY: install data train export demo test test-all lint bench clean
+.PHONY: install data train export demo test test-install test-all lint bench clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ demo: train export
 
 test: install
 	$(BIN)/python -m pytest -q -m "not slow"; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+
+# A fresh venv with the base install only (no torch): ast-serve must score songs as the dev install does.
+test-install: install
+	$(BIN)/python -m pytest -q -s -m install tests/test_packaging.py
 
 test-all: install
 	$(BIN)/python -m pytest -q

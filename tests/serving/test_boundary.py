@@ -51,9 +51,19 @@ def test_identify_works_with_torch_blocked(fake_model: Path, tmp_path: Path) -> 
         assert _serve(cmd).returncode == 0
 
 
+def test_contract_costs_numpy_and_decoding_only() -> None:
+    """``import serving.contract`` (what training and export share with serving) pulls in no runtime stack."""
+    heavy = ("torch", "onnxruntime", "onnx", "faiss", "click", "tqdm", "starlette", "uvicorn", "matplotlib")
+    code = ("import sys\nimport serving.contract\n"
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
 def test_serving_sources_import_nothing_forbidden() -> None:
     banned = {"torch", "timm", "models", "training", "ast_export", "torchaudio", "onnx"}
-    for path in (ROOT / "serving").glob("*.py"):
+    for path in (ROOT / "serving").rglob("*.py"):
         for line in path.read_text().splitlines():
             words = line.strip().split()
             if len(words) >= 2 and words[0] in ("import", "from"):
