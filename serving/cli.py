@@ -182,5 +182,10 @@ def bench(model: str | None, device: str, threads: int, batch_size: int, seconds
     click.echo(report.format())
 
 
+from serving.http.command import http_command  # noqa: E402  (click only; starlette loads when `http` runs)
+
+main.add_command(http_command(_model_options, _open_session))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
