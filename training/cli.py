@@ -1,9 +1,15 @@
 """``ast-train``: train an AST sample identifier from a manifest.
 
-Results go to files in ``--out``; logs and progress go to stderr. Usage errors (bad manifest, unwritable
-or full ``--out``, missing checkpoint, unusable ``--init-from``) print one line on stderr and exit with
-code 2 before any training step. A write into ``--out`` that fails later (disk filled up by someone else)
-is one line too, exit code 1; the last checkpoint survives it and ``--resume`` continues.
+Results go to files in ``--out``; logs and progress go to stderr. Usage errors (bad manifest, option or
+``--config-file``, unwritable or full ``--out``, missing checkpoint, unusable ``--init-from``) print one line on
+stderr and exit with code 2 before any training step: exactly the project's typed errors are caught here
+(:data:`USAGE_ERRORS`), so anything else is a bug and prints its traceback (exit code 1). A write into ``--out``
+that fails later (disk filled up by someone else) is one line too, exit code 1; the last checkpoint survives it
+and ``--resume`` continues.
+
+Every option that sets a :class:`~training.config.TrainConfig` field is declared once, in
+:data:`CONFIG_OPTIONS`: that table makes the click options and maps their values onto the config. Precedence,
+lowest first: the preset, the ``--config-file``, the options.
 
 Distributed: ``torchrun --nproc-per-node N -m training --manifest ... --out ...`` (gloo on CPU, nccl on
 CUDA); ``--epoch-size`` and ``--batch-size`` are then the total windows per epoch and the per-rank batch.
@@ -14,99 +20,154 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 
 from models.hub import sha256_option_callback
-from models.logs import log_to_stderr
-from training.config import DEFAULT_VARIANT, PRESETS, make_config
+from serving.contract import log_to_stderr
+from training.config import DEFAULT_PRESET, DEVICES, PRESETS, load_config_file, make_config
+from training.errors import error_line
+
+logger = logging.getLogger(__name__)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def _one_line(exc: BaseException) -> str:
-    """First problem of an exception as one line (ManifestError lists several: keep the count + first 3)."""
-    problems = getattr(exc, "problems", None)
-    if problems:
-        shown = "; ".join(problems[:3])
-        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-        return f"{getattr(exc, 'path', 'manifest')}: {shown}{more}"
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+@dataclass(frozen=True)
+class ConfigOption:
+    """One ``ast-train`` option that sets the :class:`~training.config.TrainConfig` field ``field``."""
+
+    flag: str
+    field: str
+    type: click.ParamType
+    help: str
 
 
-def _usage_errors() -> tuple[type[BaseException], ...]:
+CONFIG_OPTIONS = (
+    ConfigOption("--epochs", "epochs", click.IntRange(min=1), "Epochs (with --resume, the run's new total)."),
+    ConfigOption("--device", "device", click.Choice(DEVICES), "Where to train."),
+    ConfigOption("--seed", "seed", click.INT, "Seed of every random draw."),
+    ConfigOption("--batch-size", "batch_size", click.IntRange(min=1), "Windows per step per rank."),
+    ConfigOption("--lr", "lr", click.FloatRange(min=0, min_open=True), "Peak learning rate."),
+    ConfigOption("--ema-decay", "ema_decay", click.FloatRange(min=0, max=1, max_open=True),
+                 "Validate and keep a moving average of the weights with this decay (0 = off)."),
+    ConfigOption("--epoch-size", "epoch_size", click.IntRange(min=1), "Training windows per epoch."),
+    ConfigOption("--workers", "workers", click.IntRange(min=0), "DataLoader worker processes."),
+    ConfigOption("--threads", "threads", click.IntRange(min=0), "torch CPU threads per rank (0 = torch default)."),
+)
+
+
+def preset_default(field: str) -> str:
+    """The presets' value of ``field`` for ``--help``: one value when they agree, else one per preset."""
+    values = {name: getattr(make_config(name), field) for name in PRESETS}
+    if len(set(values.values())) == 1:
+        return str(next(iter(values.values())))
+    return ", ".join(f"{name}: {value}" for name, value in values.items())
+
+
+def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Declare every :data:`CONFIG_OPTIONS` entry as a click option (``None`` = not given)."""
+    for opt in reversed(CONFIG_OPTIONS):
+        help_text = f"{opt.help} [default: {preset_default(opt.field)}]"
+        command = click.option(opt.flag, opt.field, type=opt.type, default=None, help=help_text)(command)
+    return command
+
+
+def usage_errors() -> tuple[type[BaseException], ...]:
+    """The typed errors that mean "bad input" (exit code 2); imported late to keep ``--help`` fast."""
     from models import WeightsError
     from models.hub import HubError
+    from serving.contract import AudioError
     from training.checkpoint import CheckpointError
     from training.data.manifest import ManifestError
+    from training.errors import ConfigError
     from training.model_setup import InitError
     from training.out_dir import OutputDirError
 
-    return ManifestError, OutputDirError, CheckpointError, WeightsError, InitError, HubError, FileNotFoundError
+    return (ManifestError, OutputDirError, CheckpointError, WeightsError, InitError, HubError, AudioError,
+            ConfigError)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--manifest", type=click.Path(path_type=Path), required=True, help="Manifest CSV (song, sample[, split, start_s, end_s]).")
+def _preset_choice(preset: str | None, legacy: str | None) -> str | None:
+    """``--preset``, or the deprecated ``--config`` alias (one warning)."""
+    if legacy is None:
+        return preset
+    logger.warning("--config is deprecated; use --preset %s", legacy)
+    if preset is not None and preset != legacy:
+        raise click.UsageError(f"--config {legacy} and --preset {preset} disagree; give --preset only")
+    return legacy
+
+
+def build_request(manifest: Path, out_dir: Path, preset: str | None, config_file: Path | None,
+                  options: dict[str, Any], **modes: Any) -> Any:
+    """The :class:`~training.train.TrainRequest` of the command line (``modes``: init_from, init_sha256,
+    resume).
+
+    Raises:
+        training.errors.ConfigError: a bad ``--config-file`` or value.
+    """
+    from training.train import TrainRequest  # heavy imports after --help
+
+    from_file = load_config_file(config_file) if config_file is not None else {}
+    chosen = preset or from_file.get("preset")
+    given_values = {**from_file, **{k: v for k, v in options.items() if v is not None}}
+    given_values.pop("preset", None)
+    cfg = make_config(chosen or DEFAULT_PRESET, **given_values)
+    given = frozenset(given_values) | ({"preset"} if chosen else frozenset())
+    return TrainRequest(manifest=manifest, out_dir=out_dir, config=cfg, preset_given=chosen is not None,
+                        given=given, **modes)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.option("--manifest", type=click.Path(path_type=Path), required=True,
+              help="Manifest CSV (song, sample[, split, start_s, end_s]).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder (created).")
-@click.option("--config", "variant", type=click.Choice(sorted(PRESETS)), default=None,
-              help=f"Model variant [default: {DEFAULT_VARIANT}, or the --init-from file's].")
-@click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="Epochs (overrides the preset; with --resume, the run's new total).")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+              help=f"Model size and its training values [default: {DEFAULT_PRESET}, or the --init-from file's].")
+@click.option("--config", "legacy_preset", type=click.Choice(sorted(PRESETS)), default=None,
+              help="Deprecated alias of --preset.")
+@click.option("--config-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="JSON or TOML file of TrainConfig fields ('augment': a table of AugmentConfig fields); "
+                   "options override it.")
 @click.option("--init-from", type=str, default=None, help="Weights file (or URL) to start from.")
 @click.option("--init-sha256", type=str, default=None, callback=sha256_option_callback,
               help="Expected SHA-256 of the --init-from file.")
 @click.option("--resume", is_flag=True,
               help="Continue from OUT/checkpoint.pt after its last epoch, with its config; only --epochs, "
                    "--device, --workers and --threads may change.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="[default: auto]")
-@click.option("--seed", type=int, default=None, help="[default: 0]")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Windows per step per rank.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate.")
-@click.option("--ema-decay", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
-              help="Validate and keep a moving average of the weights with this decay "
-                   "(0 = off) [default: 0].")
-@click.option("--epoch-size", type=click.IntRange(min=1), default=None, help="Training windows per epoch.")
-@click.option("--workers", type=click.IntRange(min=0), default=None, help="DataLoader worker processes.")
-@click.option("--threads", type=click.IntRange(min=0), default=None,
-              help="torch CPU threads per rank (0 = torch default).")
+@config_options
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def main(manifest: Path, out_dir: Path, variant: str | None, epochs: int | None, init_from: str | None,
-         init_sha256: str | None, resume: bool, device: str | None, seed: int | None, batch_size: int | None,
-         lr: float | None, ema_decay: float | None, epoch_size: int | None, workers: int | None,
-         threads: int | None, verbose: bool) -> None:
+@click.version_option(package_name="ast-sampleid")
+def main(manifest: Path, out_dir: Path, preset: str | None, legacy_preset: str | None, config_file: Path | None,
+         init_from: str | None, init_sha256: str | None, resume: bool, verbose: bool, **options: Any) -> None:
     """Train an AST sample identifier; writes OUT/modelo_audio.pth, metrics.json and curves.png."""
     log_to_stderr(logging.DEBUG if verbose else logging.INFO, LOG_FORMAT)
+    preset = _preset_choice(preset, legacy_preset)
     if init_sha256 and not init_from:
         raise click.UsageError("--init-sha256 needs --init-from")
     from training.out_dir import OutputWriteError
-    from training.train import TrainRequest, run  # heavy imports after --help
+    from training.train import run  # heavy imports after --help
 
-    # None = not given: the preset's value, or on --resume the checkpoint's.
-    options = {"epochs": epochs, "device": device, "seed": seed, "batch_size": batch_size, "lr": lr,
-               "ema_decay": ema_decay, "epoch_size": epoch_size, "workers": workers, "threads": threads}
-    cfg = make_config(variant or DEFAULT_VARIANT, **options)
-    given = frozenset(name for name, value in {**options, "variant": variant}.items() if value is not None)
-    req = TrainRequest(manifest=manifest, out_dir=out_dir, config=cfg, init_from=init_from,
-                       init_sha256=init_sha256, resume=resume,
-                       variant_given=variant is not None, given=given)
     try:
+        req = build_request(manifest, out_dir, preset, config_file, options, init_from=init_from,
+                            init_sha256=init_sha256, resume=resume)
         metrics = run(req)
-    except _usage_errors() as exc:
-        click.echo(f"ast-train: error: {_one_line(exc)}", err=True)
-        sys.exit(EXIT_USAGE)
-    except ValueError as exc:
-        click.echo(f"ast-train: error: {_one_line(exc)}", err=True)
+    except usage_errors() as exc:
+        click.echo(f"ast-train: error: {error_line(exc)}", err=True)
         sys.exit(EXIT_USAGE)
     except OutputWriteError as exc:  # after training started: not a usage error
-        click.echo(f"ast-train: error: {exc}", err=True)
+        click.echo(f"ast-train: error: {error_line(exc)}", err=True)
         sys.exit(EXIT_FAILED)
     except KeyboardInterrupt:
         click.echo("ast-train: interrupted (resume with --resume)", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     if metrics.get("rank", 0) == 0:  # the result on stdout, one JSON line (logs went to stderr)
         summary = {"weights": str(out_dir / "modelo_audio.pth"), "test_top1": metrics["test_top1"],
                    "test_top5": metrics["test_top5"], "best_epoch": metrics["best_epoch"],

@@ -25,12 +25,13 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from models import ScoringModel
+from serving.contract import default_hop
 from training import distributed
-from training.checkpoint import capture_rng, restore_rng
+from training.checkpoint import Checkpoint, capture_rng, restore_rng
 from training.config import TrainConfig
 from training.distributed import DistInfo
 from training.ema import WeightEMA
-from training.metrics import SongHits, SongSet, count_hits, song_scores
+from training.metrics import SongHits, SongSet, count_hits, score_songs
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,6 @@ class Trainer:
             self.optimizer, cosine_lambda(total, warmup, cfg.min_lr_ratio))
         self.ema = WeightEMA(model.ast, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.state = LoopState()
-        self.seen_indices: list[int] = []  # this rank's window indices in the last epoch (for tests/debug)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -121,7 +121,6 @@ class Trainer:
         if hasattr(self.train_set, "set_epoch"):
             self.train_set.set_epoch(epoch)
         indices = distributed.shard_indices(len(self.train_set), self.info, self.cfg.seed, epoch)
-        self.seen_indices = indices
         return DataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=indices,
                           num_workers=self.cfg.workers, pin_memory=self.device.type == "cuda",
                           drop_last=False)
@@ -163,10 +162,10 @@ class Trainer:
         """Song-level (top-1, top-5) over ``songs``; each rank scores its shard, hit counts are summed."""
         shard = songs.shard(self.info.rank, self.info.world_size)
         window = self.model.window_samples
-        hop = max(1, int(window * self.cfg.hop_fraction))
         hits = SongHits()
-        if len(shard):
-            scores = song_scores(self.model, shard, window, hop, self.cfg.eval_batch_size, self.device)
+        if len(shard):  # windows and hop as ast-serve places them
+            scores = score_songs(self.model, shard, window, default_hop(window), self.cfg.eval_batch_size,
+                                 self.device)
             hits = count_hits(scores, shard.labels)
         top1, top5, n = distributed.all_reduce_sum([hits.top1, hits.top5, hits.songs], self.device)
         return SongHits(int(top1), int(top5), int(n)).rates()
@@ -198,28 +197,27 @@ class Trainer:
         return self.ema.applied(self.model.ast) if self.ema is not None else contextlib.nullcontext()
 
     def checkpoint_state(self) -> dict[str, Any]:
-        """Loop part of the checkpoint (the caller adds configs, labels, norm)."""
+        """The loop's :class:`~training.checkpoint.Checkpoint` fields (the caller adds configs, labels, norm)."""
         st = self.state
         return {"model": self.model.ast.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "epoch": st.epoch, "step": st.step,
                 "rng": capture_rng(), "history": st.history, "epoch_seconds": st.epoch_seconds,
-                "best": {"epoch": st.best_epoch, "key": list(st.best_key), "state_dict": st.best_state},
+                "best_epoch": st.best_epoch, "best_key": st.best_key, "best_state": st.best_state,
                 "elapsed_s": st.elapsed_s, "ema": self.ema.state_dict() if self.ema is not None else None}
 
-    def load_checkpoint_state(self, ckpt: dict[str, Any]) -> None:
+    def load_checkpoint_state(self, ckpt: Checkpoint) -> None:
         """Inverse of :meth:`checkpoint_state`; restores RNG last so the next draw matches the original run."""
-        self.model.ast.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.model.ast.load_state_dict(ckpt.model)
+        self.optimizer.load_state_dict(ckpt.optimizer)
+        self.scheduler.load_state_dict(ckpt.scheduler)
         self._sync_lr()
-        best = ckpt["best"]
-        self.state = LoopState(epoch=ckpt["epoch"], step=ckpt["step"], history=list(ckpt["history"]),
-                               epoch_seconds=list(ckpt["epoch_seconds"]), best_epoch=best["epoch"],
-                               best_key=tuple(best["key"]), best_state=best["state_dict"],
-                               elapsed_s=ckpt["elapsed_s"])
-        if self.ema is not None and ckpt.get("ema") is not None:
-            self.ema.load_state_dict(ckpt["ema"])
-        restore_rng(ckpt["rng"])
+        self.state = LoopState(epoch=ckpt.epoch, step=ckpt.step, history=list(ckpt.history),
+                               epoch_seconds=list(ckpt.epoch_seconds), best_epoch=ckpt.best_epoch,
+                               best_key=tuple(ckpt.best_key), best_state=ckpt.best_state,
+                               elapsed_s=ckpt.elapsed_s)
+        if self.ema is not None and ckpt.ema is not None:
+            self.ema.load_state_dict(ckpt.ema)
+        restore_rng(ckpt.rng)
 
     def _sync_lr(self) -> None:
         """Set each group's lr from this run's schedule at the restored step.

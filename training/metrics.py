@@ -1,17 +1,15 @@
 """Song-level evaluation (the shared scoring rule), ``metrics.json`` and ``curves.png``.
 
-Scoring rule, shared with ``serving``: cut each song into windows with ``training.data.dataset.song_windows``
-(hop = ``hop_fraction`` x window, default half a window), score every window, take per class the **max over
-windows** of the window probabilities, and rank classes by that song score. A song counts for top-k when its
-true label is among the k best classes.
+Scoring rule, shared with ``serving`` (every step is ``serving.contract``'s): cut each song into windows with
+``song_windows`` at ``default_hop`` (half a window), score every window, turn each song's window
+probabilities into its class scores with ``song_scores`` (the max over windows), and rank classes by them. A
+song counts for top-k when its true label is among the k best classes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.data.dataset import song_windows
+from serving.contract import atomic_write, song_scores, song_windows
 
 logger = logging.getLogger(__name__)
 
@@ -79,24 +77,25 @@ def _window_batches(songs: SongSet, window: int, hop: int, batch_size: int
         yield np.concatenate(buf), np.concatenate(owners)
 
 
-def song_scores(model: torch.nn.Module, songs: SongSet, window: int, hop: int, batch_size: int,
+def score_songs(model: torch.nn.Module, songs: SongSet, window: int, hop: int, batch_size: int,
                 device: torch.device) -> np.ndarray:
-    """Per-song class scores ``[num_songs, C]`` = max over the song's windows of the window probs.
+    """Per-song class scores ``[num_songs, C]``: each song's window probs, reduced by the contract's
+    ``song_scores``.
 
     ``model`` maps waveforms ``[B, S]`` to ``(probs [B, C], embedding)`` (``models.ScoringModel``).
     """
-    scores: np.ndarray | None = None
+    per_song: list[list[np.ndarray]] = [[] for _ in range(len(songs))]
     was_training = model.training
     model.eval()
     with torch.inference_mode():
         for wins, owner in _window_batches(songs, window, hop, batch_size):
-            probs, _ = model(torch.from_numpy(wins).to(device))  # [N, C]
-            probs = probs.float().cpu().numpy()
-            if scores is None:
-                scores = np.zeros((len(songs), probs.shape[1]), dtype=np.float32)
-            np.maximum.at(scores, owner, probs)
+            probs = model(torch.from_numpy(wins).to(device))[0].float().cpu().numpy()  # [N, C]
+            for i in np.unique(owner):
+                per_song[i].append(probs[owner == i])  # [n_i, C]
     model.train(was_training)
-    return scores if scores is not None else np.zeros((0, 0), dtype=np.float32)
+    if not len(songs):
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([song_scores(np.concatenate(parts)) for parts in per_song]).astype(np.float32)  # [N, C]
 
 
 def count_hits(scores: np.ndarray, labels: Sequence[int]) -> SongHits:
@@ -115,12 +114,8 @@ def write_metrics(path: Path, epochs: list[dict[str, Any]], test: tuple[float | 
                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``metrics.json`` atomically: ``{"epochs": [...], "test_top1", "test_top5", **extra}``."""
     data: dict[str, Any] = {"epochs": epochs, "test_top1": test[0], "test_top5": test[1], **(extra or {})}
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=2) + "\n"
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
     return data
 
 

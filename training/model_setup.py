@@ -4,8 +4,8 @@ the provenance recorded in the weights file (data fingerprint, software versions
 ``--init-from`` rules (decided here, documented in the README):
 
 * The architecture (width, depth, heads, patch size, MLP ratio, tokens, pooling) and the LayerNorm eps come
-  from the init file. Without ``--config`` the whole model config comes from it; with ``--config`` the frame
-  count and patch strides come from the named variant and the position embedding is resampled to the new
+  from the init file. Without ``--preset`` the whole model config comes from it; with ``--preset`` the frame
+  count and patch strides come from the named preset and the position embedding is resampled to the new
   patch grid (``models.resize_pos_embed``). Mismatched widths/depths are an :class:`InitError`.
 * The head is kept when the label list is identical (same names, same order) and freshly initialised
   otherwise (``head_norm`` is always kept: it is part of the pooled representation).
@@ -41,13 +41,12 @@ from training.data.manifest import Manifest
 
 logger = logging.getLogger(__name__)
 
-# Fields the target model takes from the init file whatever --config names: those that shape the parameters,
+# Fields the target model takes from the init file whatever --preset names: those that shape the parameters,
 # and the LayerNorm eps the weights were trained with (HF: 1e-12 everywhere; official AST: 1e-6, head 1e-5).
 ARCH_FIELDS = ("embed_dim", "depth", "num_heads", "mlp_ratio", "patch_size", "num_mel_bins", "dist_token",
                "qkv_bias", "layer_norm_eps", "head_norm_eps", "global_pool")
 HEAD_KEYS = ("head.weight", "head.bias")
 NORM_BATCH = 32  # windows per fbank call while estimating norm stats
-FINGERPRINT_CHUNK = 1 << 20
 
 
 class InitError(ValueError):
@@ -77,13 +76,13 @@ class ModelSpec:
         return model.train()
 
 
-def fresh_spec(variant: str, labels: list[str], overrides: dict[str, Any]) -> ModelSpec:
-    """A randomly initialised model of the named variant, one class per label."""
-    ast_cfg = get_config(variant, num_classes=len(labels), **overrides)
+def fresh_spec(preset: str, labels: list[str], overrides: dict[str, Any]) -> ModelSpec:
+    """A randomly initialised model of the named preset, one class per label."""
+    ast_cfg = get_config(preset, num_classes=len(labels), **overrides)
     return ModelSpec(FbankConfig(), ast_cfg, list(labels), norm=None)
 
 
-def init_spec(init_from: str, variant: str | None, labels: list[str], overrides: dict[str, Any],
+def init_spec(init_from: str, preset: str | None, labels: list[str], overrides: dict[str, Any],
               sha256: str | None = None) -> ModelSpec:
     """A model seeded from a weights file (see the module docstring for the rules).
 
@@ -91,9 +90,12 @@ def init_spec(init_from: str, variant: str | None, labels: list[str], overrides:
         InitError: architecture mismatch; models.WeightsError: unreadable file; models.hub.HubError: hash
             mismatch or failed download.
     """
-    wf = load_weights(resolve_weights(init_from, sha256))  # a path or URL; hash-checked when given
+    path = resolve_weights(init_from, sha256)  # a path or URL; hash-checked when given
+    if not path.is_file():
+        raise InitError(f"--init-from {init_from}: no such file")
+    wf = load_weights(path)
     src = wf.model_config
-    target = src if variant is None else get_config(variant)
+    target = src if preset is None else get_config(preset)
     target = dataclasses.replace(target, **{f: getattr(src, f) for f in ARCH_FIELDS})
     target = dataclasses.replace(target, num_classes=len(labels), **overrides)
     state = dict(wf.state_dict)

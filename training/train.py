@@ -16,8 +16,9 @@ optimizer, scheduler and RNG states, so it ends where an uninterrupted run ends.
 explicitly (:attr:`TrainRequest.given`) override the checkpoint's config: ``device``, ``workers`` and
 ``threads`` freely; ``epochs`` too (not below the epochs already done), and the warm-up + cosine schedule is
 then rebuilt for the new total from the current step on. Any other option that differs from the checkpoint
-(variant, batch size, epoch size, learning rate, seed, ...) is refused with a :class:`ValueError`: it would
-change the model or the schedule mid-run; train into a new ``--out`` instead.
+(preset, batch size, epoch size, learning rate, augmentation, seed, ...) is refused with a
+:class:`~training.errors.ConfigError`: it would change the model, the data or the schedule mid-run; train into a
+new ``--out`` instead.
 """
 
 from __future__ import annotations
@@ -34,20 +35,15 @@ import torch
 
 from models import save_weights, window_samples
 from models.config import ast_config_from_dict, config_to_dict, fbank_config_from_dict
+from serving.contract import remove_stale_temps
 from training import distributed
-from training.checkpoint import (
-    CHECKPOINT_NAME,
-    CheckpointError,
-    load_checkpoint,
-    remove_stale_temps,
-    save_checkpoint,
-)
+from training.checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
-from training.data.audio import load_audio
-from training.data.augment import AugmentConfig
+from training.data.audio import read_audio
 from training.data.dataset import TrainWindows
 from training.data.manifest import Manifest, load_manifest
 from training.distributed import DistInfo
+from training.errors import ConfigError
 from training.loop import Trainer
 from training.metrics import CURVES_NAME, METRICS_NAME, SongSet, plot_curves, write_metrics
 from training.model_setup import (
@@ -78,20 +74,24 @@ class TrainRequest:
     init_from: str | None = None
     init_sha256: str | None = None  # expected SHA-256 of the --init-from file
     resume: bool = False
-    variant_given: bool = True  # False: --init-from decides the variant
+    preset_given: bool = True  # False: --init-from decides the model size
     given: frozenset[str] | None = None  # TrainConfig fields set explicitly (None: all); matter on resume
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
-    """``auto`` -> CUDA when available; under DDP on CUDA each rank takes GPU ``local_rank``."""
+    """``auto`` -> CUDA when available; under DDP on CUDA each rank takes GPU ``local_rank``.
+
+    Raises:
+        ConfigError: ``cuda`` without a CUDA device, or an unknown name.
+    """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda requested but no CUDA device is available")
+            raise ConfigError("--device cuda requested but no CUDA device is available (use --device cpu)")
         return torch.device("cuda", info.local_rank % torch.cuda.device_count())
     if name != "cpu":
-        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device("cpu")
 
 
@@ -105,51 +105,50 @@ def seed_everything(seed: int) -> None:
 def load_songs(entries: list[Any], labels: list[str], sample_rate: int) -> SongSet:
     """Decode whole songs (the eval rule scores complete songs) into memory."""
     index = {label: i for i, label in enumerate(labels)}
-    return SongSet([load_audio(e.path, sample_rate) for e in entries], [index[e.sample] for e in entries])
+    return SongSet([read_audio(e.path, sample_rate) for e in entries], [index[e.sample] for e in entries])
 
 
-def _spec_from_checkpoint(ckpt: dict[str, Any], manifest: Manifest) -> ModelSpec:
-    if list(ckpt["labels"]) != list(manifest.labels):
+def _spec_from_checkpoint(ckpt: Checkpoint, manifest: Manifest) -> ModelSpec:
+    if list(ckpt.labels) != list(manifest.labels):
         raise CheckpointError("checkpoint labels differ from the manifest's; resume with the same manifest")
-    norm = ckpt["norm"]
-    return ModelSpec(fbank_config_from_dict(ckpt["fbank_config"]), ast_config_from_dict(ckpt["model_config"]),
-                     list(ckpt["labels"]), (float(norm["mean"]), float(norm["std"])), None, ckpt.get("init_from"))
+    return ModelSpec(fbank_config_from_dict(ckpt.fbank_config), ast_config_from_dict(ckpt.model_config),
+                     list(ckpt.labels), ckpt.norm, None, ckpt.init_from)
 
 
-def _resolve_spec(req: TrainRequest, manifest: Manifest, ckpt: dict[str, Any] | None) -> ModelSpec:
+def _resolve_spec(req: TrainRequest, manifest: Manifest, ckpt: Checkpoint | None) -> ModelSpec:
     cfg = req.config
     if ckpt is not None:
         return _spec_from_checkpoint(ckpt, manifest)
     if req.init_from:
-        variant = cfg.variant if req.variant_given else None
-        return init_spec(req.init_from, variant, manifest.labels, cfg.model_overrides, req.init_sha256)
-    return fresh_spec(cfg.variant, manifest.labels, cfg.model_overrides)
+        preset = cfg.preset if req.preset_given else None
+        return init_spec(req.init_from, preset, manifest.labels, cfg.model_overrides, req.init_sha256)
+    return fresh_spec(cfg.preset, manifest.labels, cfg.model_overrides)
 
 
-def _resume_config(req: TrainRequest, ckpt: dict[str, Any]) -> TrainConfig:
+def _resume_config(req: TrainRequest, ckpt: Checkpoint) -> TrainConfig:
     """The checkpoint's config with the explicitly given options applied (rules in the module docstring).
 
     Raises:
-        ValueError: a given option would change what cannot change mid-run (one line).
+        ConfigError: a given option would change what cannot change mid-run (one line).
     """
-    saved = TrainConfig.from_dict(ckpt["config"])
+    saved = ckpt.config
     names = req.given if req.given is not None else {f.name for f in dataclasses.fields(TrainConfig)}
     changes = {n: getattr(req.config, n) for n in sorted(names) if getattr(req.config, n) != getattr(saved, n)}
     fixed = [n for n in changes if n not in RESUME_CHANGEABLE]
     if fixed:
         name = fixed[0]
-        raise ValueError(f"--resume cannot change {name} (checkpoint: {getattr(saved, name)!r}, asked: "
-                         f"{changes[name]!r}); drop the option or train into a new --out")
-    if changes.get("epochs", ckpt["epoch"]) < ckpt["epoch"]:
-        raise ValueError(f"--resume: --epochs {changes['epochs']} is fewer than the {ckpt['epoch']} epochs "
-                         "the checkpoint has already completed")
+        raise ConfigError(f"--resume cannot change {name} (checkpoint: {getattr(saved, name)!r}, asked: "
+                          f"{changes[name]!r}); drop the option or train into a new --out")
+    if changes.get("epochs", ckpt.epoch) < ckpt.epoch:
+        raise ConfigError(f"--resume: --epochs {changes['epochs']} is fewer than the {ckpt.epoch} epochs "
+                          "the checkpoint has already completed")
     if changes:
         logger.info("resuming with the checkpoint's config, except %s",
                     ", ".join(f"{n}={v!r}" for n, v in changes.items()))
     return dataclasses.replace(saved, **changes)
 
 
-def prepare(req: TrainRequest, info: DistInfo) -> tuple[Manifest, dict[str, Any] | None]:
+def prepare(req: TrainRequest, info: DistInfo) -> tuple[Manifest, Checkpoint | None]:
     """Checks that must pass before any training step: manifest, output folder, checkpoint."""
     manifest = load_manifest(req.manifest)
     check_out_dir(req.out_dir, info.rank)
@@ -161,7 +160,7 @@ def prepare(req: TrainRequest, info: DistInfo) -> tuple[Manifest, dict[str, Any]
     return manifest, ckpt
 
 
-def build(req: TrainRequest, manifest: Manifest, ckpt: dict[str, Any] | None, info: DistInfo,
+def build(req: TrainRequest, manifest: Manifest, ckpt: Checkpoint | None, info: DistInfo,
           device: torch.device) -> tuple[Trainer, ModelSpec]:
     """Model spec, norm stats, training windows and the :class:`Trainer` (state restored on resume)."""
     cfg = req.config
@@ -169,8 +168,7 @@ def build(req: TrainRequest, manifest: Manifest, ckpt: dict[str, Any] | None, in
     spec = _resolve_spec(req, manifest, ckpt)
     check_free_space(req.out_dir, spec.ast_cfg)  # every rank, so that all of them stop together
     window = window_samples(spec.fbank_cfg, spec.ast_cfg)
-    train_set = TrainWindows(manifest, window, seed=cfg.seed, augment=AugmentConfig(),
-                             epoch_size=cfg.epoch_size)
+    train_set = TrainWindows(manifest, window, seed=cfg.seed, augment=cfg.augment, epoch_size=cfg.epoch_size)
     if spec.norm is None:
         # A far-away epoch of the same stream: windows like the training ones, without decoding twice.
         train_set.set_epoch(NORM_EPOCH)
@@ -186,12 +184,10 @@ def build(req: TrainRequest, manifest: Manifest, ckpt: dict[str, Any] | None, in
     return trainer, spec
 
 
-def _checkpoint(req: TrainRequest, trainer: Trainer, spec: ModelSpec) -> dict[str, Any]:
-    norm = spec.norm or (0.0, 1.0)  # always set by build()
-    return {**trainer.checkpoint_state(), "config": req.config.to_dict(),
-            "model_config": config_to_dict(spec.ast_cfg), "fbank_config": config_to_dict(spec.fbank_cfg),
-            "labels": list(spec.labels), "norm": {"mean": norm[0], "std": norm[1]},
-            "init_from": spec.init_from}
+def _checkpoint(req: TrainRequest, trainer: Trainer, spec: ModelSpec) -> Checkpoint:
+    return Checkpoint(config=req.config, **trainer.checkpoint_state(), model_config=config_to_dict(spec.ast_cfg),
+                      fbank_config=config_to_dict(spec.fbank_cfg), labels=list(spec.labels),
+                      norm=spec.norm or (0.0, 1.0), init_from=spec.init_from)  # norm: always set by build()
 
 
 def _finish(req: TrainRequest, trainer: Trainer, spec: ModelSpec, manifest: Manifest,
@@ -224,8 +220,8 @@ def run(req: TrainRequest, info: DistInfo | None = None) -> dict[str, Any]:
 
     Raises:
         training.data.manifest.ManifestError, training.out_dir.OutputDirError, CheckpointError,
-        models.WeightsError, training.model_setup.InitError, ValueError: bad input, all raised before the
-        first step. training.out_dir.OutputWriteError: a write into ``--out`` failed later (disk full).
+        models.WeightsError, models.hub.HubError, training.model_setup.InitError, serving.contract.AudioError,
+        ConfigError: bad input, all raised before the first step. training.out_dir.OutputWriteError: a write into ``--out`` failed later (disk full).
     """
     info = info or distributed.env_info()
     manifest, ckpt = prepare(req, info)
@@ -239,7 +235,7 @@ def run(req: TrainRequest, info: DistInfo | None = None) -> dict[str, Any]:
         val = load_songs(manifest.split("val"), manifest.labels, spec.fbank_cfg.sample_rate)
         test = load_songs(manifest.split("test"), manifest.labels, spec.fbank_cfg.sample_rate)
         logger.info("training %s: %d labels, %d windows/epoch, %d steps/epoch, %d val / %d test songs, %s x%d",
-                    cfg.variant, len(manifest.labels), len(trainer.train_set), trainer.steps_per_epoch,
+                    cfg.preset, len(manifest.labels), len(trainer.train_set), trainer.steps_per_epoch,
                     len(val), len(test), device, info.world_size)
         for epoch in range(trainer.state.epoch, cfg.epochs):
             trainer.run_epoch(epoch, val)

@@ -12,16 +12,19 @@ import torch
 from click.testing import CliRunner
 
 from models import load_weights
+from serving.contract import remove_stale_temps
 from tests.training.train_helpers import tiny_config, tiny_request, write_manifest
 from training.checkpoint import (
+    CHECKPOINT_NAME,
+    Checkpoint,
     CheckpointError,
     capture_rng,
     load_checkpoint,
-    remove_stale_temps,
     restore_rng,
     save_checkpoint,
 )
 from training.cli import main
+from training.config import TrainConfig
 from training.loop import Trainer, cosine_lambda
 from training.train import run
 
@@ -43,11 +46,20 @@ def test_rng_round_trip() -> None:
 
 def test_checkpoint_round_trip_is_weights_only(tmp_path: Path) -> None:
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint(path, {"epoch": 3, "rng": capture_rng(), "model": {"w": torch.ones(2)}})
+    save_checkpoint(path, Checkpoint(TrainConfig(), epoch=3, rng=capture_rng(), model={"w": torch.ones(2)}))
     state = load_checkpoint(path)
-    assert state["epoch"] == 3 and torch.equal(state["model"]["w"], torch.ones(2))
+    assert state.epoch == 3 and torch.equal(state.model["w"], torch.ones(2))
     assert not list(tmp_path.glob(".*.tmp"))
-    restore_rng(state["rng"])
+    restore_rng(state.rng)
+    assert torch.load(path, weights_only=True)["format"] == "ast-sampleid-checkpoint/1"
+
+
+def test_checkpoint_dict_round_trip() -> None:
+    ckpt = Checkpoint(tiny_config(ema_decay=0.5), epoch=2, step=7, history=[{"epoch": 1}], best_epoch=1,
+                      best_key=(0.5, 1.0), labels=["a", "b"], norm=(-4.0, 3.0), init_from="w.pth")
+    assert Checkpoint.from_dict(ckpt.to_dict()) == ckpt
+    with pytest.raises(CheckpointError, match="lacks epoch"):
+        Checkpoint.from_dict({"format": "ast-sampleid-checkpoint/1", "config": {}})
 
 
 def test_remove_stale_temps_takes_only_its_own_temp_files(tmp_path: Path) -> None:
@@ -59,7 +71,7 @@ def test_remove_stale_temps_takes_only_its_own_temp_files(tmp_path: Path) -> Non
     removed = remove_stale_temps(tmp_path, ("checkpoint.pt", "modelo_audio.pth"))
     assert sorted(removed) == sorted(stale)
     assert sorted(tmp_path.iterdir()) == sorted(kept)
-    assert remove_stale_temps(tmp_path / "missing") == []
+    assert remove_stale_temps(tmp_path / "missing", (CHECKPOINT_NAME,)) == []
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint", None])
@@ -116,7 +128,7 @@ def _interrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **override
     with pytest.raises(KeyboardInterrupt):
         run(tiny_request(manifest, out, **overrides))
     monkeypatch.setattr(Trainer, "run_epoch", original)
-    assert load_checkpoint(out / "checkpoint.pt")["epoch"] == 1
+    assert load_checkpoint(out / "checkpoint.pt").epoch == 1
     return manifest, out
 
 
@@ -126,7 +138,7 @@ def test_cli_resume_takes_the_checkpoints_config(tmp_path: Path, monkeypatch: py
     result = CliRunner().invoke(main, args)  # no --epochs: the checkpoint's 2, not the tiny preset's 24
     assert result.exit_code == 0, result.output
     assert [row["epoch"] for row in json.loads((out / "metrics.json").read_text())["epochs"]] == [1, 2]
-    assert load_checkpoint(out / "checkpoint.pt")["config"] == tiny_config().to_dict()
+    assert load_checkpoint(out / "checkpoint.pt").config == tiny_config()
 
     lrs: list[tuple[int, float]] = []
     original = Trainer.run_epoch
@@ -139,21 +151,21 @@ def test_cli_resume_takes_the_checkpoints_config(tmp_path: Path, monkeypatch: py
     result = CliRunner().invoke(main, [*args, "--epochs", "3"])  # extending: the schedule spans 3 epochs
     assert result.exit_code == 0, result.output
     ckpt = load_checkpoint(out / "checkpoint.pt")
-    assert ckpt["epoch"] == 3 and ckpt["config"]["epochs"] == 3
+    assert ckpt.epoch == 3 and ckpt.config.epochs == 3
     cfg = tiny_config(epochs=3)
-    step_per_epoch = ckpt["step"] // 3
+    step_per_epoch = ckpt.step // 3
     total = 3 * step_per_epoch
     schedule = cosine_lambda(total, max(1, round(cfg.warmup_frac * total)), cfg.min_lr_ratio)
     assert lrs == [(2 * step_per_epoch, pytest.approx(cfg.lr * schedule(2 * step_per_epoch)))]
 
 
 @pytest.mark.parametrize(("option", "value", "needle"), [("--batch-size", "4", "batch_size"),
-                                                          ("--config", "small", "variant"),
+                                                          ("--preset", "small", "preset"),
                                                           ("--seed", "1", "seed")])
 def test_cli_resume_refuses_mid_run_changes(tmp_path: Path, option: str, value: str, needle: str) -> None:
     manifest, out = write_manifest(tmp_path / "data"), tmp_path / "run"
     out.mkdir()
-    save_checkpoint(out / "checkpoint.pt", {"config": tiny_config().to_dict(), "epoch": 1})
+    save_checkpoint(out / "checkpoint.pt", Checkpoint(tiny_config(), epoch=1))
     result = CliRunner().invoke(main, ["--manifest", str(manifest), "--out", str(out), "--resume", option, value])
     assert result.exit_code == 2, result.output
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("ast-train: error:")]
@@ -163,6 +175,6 @@ def test_cli_resume_refuses_mid_run_changes(tmp_path: Path, option: str, value: 
 def test_cli_resume_refuses_fewer_epochs_than_done(tmp_path: Path) -> None:
     manifest, out = write_manifest(tmp_path / "data"), tmp_path / "run"
     out.mkdir()
-    save_checkpoint(out / "checkpoint.pt", {"config": tiny_config(epochs=4).to_dict(), "epoch": 3})
+    save_checkpoint(out / "checkpoint.pt", Checkpoint(tiny_config(epochs=4), epoch=3))
     result = CliRunner().invoke(main, ["--manifest", str(manifest), "--out", str(out), "--resume", "--epochs", "2"])
     assert result.exit_code == 2 and "fewer than the 3 epochs" in result.stderr, result.output

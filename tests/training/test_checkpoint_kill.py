@@ -130,7 +130,7 @@ def test_sigkill_at_a_random_point_then_resume_finishes(reference: tuple[Path, d
     delay = random.Random(seed).uniform(0.0, 2.0) * (t2 - t1)
     time.sleep(delay)
     _sigkill(child, out)
-    done = load_checkpoint(out / CHECKPOINT_NAME)["epoch"]
+    done = load_checkpoint(out / CHECKPOINT_NAME).epoch
     logger.info("killed %.3fs after epoch 2 (epoch %.3fs); checkpoint has %d epochs", delay, t2 - t1, done)
     assert 2 <= done < EPOCHS and not (out / WEIGHTS_NAME).exists()
 
@@ -146,7 +146,7 @@ def test_sigkill_mid_checkpoint_write_leaves_the_last_checkpoint(reference: tupl
     _wait_for(marker.exists, child, out, "torn second checkpoint write")
     _sigkill(child, out)
 
-    assert load_checkpoint(out / CHECKPOINT_NAME)["epoch"] == 1  # the first checkpoint, intact
+    assert load_checkpoint(out / CHECKPOINT_NAME).epoch == 1  # the first checkpoint, intact
     torn = list(out.glob(f".{CHECKPOINT_NAME}.*.tmp"))
     assert len(torn) == 1, torn  # the half-written second one, never renamed over checkpoint.pt
     with pytest.raises(CheckpointError):

@@ -122,7 +122,7 @@ def test_disk_full_mid_run_is_one_line_and_resume_finishes(manifest: Path, tmp_p
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("ast-train: error:")]
     assert len(errors) == 1 and os.strerror(errno.ENOSPC) in errors[0] and "--resume" in errors[0]
     assert "Traceback" not in result.stderr
-    assert checkpoint.load_checkpoint(out / checkpoint.CHECKPOINT_NAME)["epoch"] == 1
+    assert checkpoint.load_checkpoint(out / checkpoint.CHECKPOINT_NAME).epoch == 1
     assert sorted(p.name for p in out.iterdir()) == [checkpoint.CHECKPOINT_NAME]
 
     monkeypatch.setattr(checkpoint.torch, "save", real_save)

@@ -17,7 +17,7 @@ from tests.training.train_helpers import TINY_MODEL, tiny_request, write_manifes
 from training.data.dataset import BACKGROUND
 from training.distributed import DistInfo, shard_indices
 from training.loop import SpecAugment, cosine_lambda, window_loss
-from training.metrics import SongSet, count_hits, song_scores
+from training.metrics import SongSet, count_hits, score_songs
 from training.model_setup import HEAD_KEYS, init_spec
 from training.train import run
 
@@ -72,7 +72,7 @@ def test_song_score_is_max_over_windows() -> None:
     # song 0: windows say class 2 then class 4; song 1: class 1 only.
     song0 = np.concatenate([np.full(5, 2.0), np.full(5, 2.0), np.full(5, 4.0), np.full(5, 4.0)])
     songs = SongSet([song0.astype(np.float32), np.ones(10, np.float32)], [4, 1])
-    scores = song_scores(_FixedProbs(), songs, window, hop, batch_size=2, device=torch.device("cpu"))
+    scores = score_songs(_FixedProbs(), songs, window, hop, batch_size=2, device=torch.device("cpu"))
     assert scores.shape == (2, 6)
     assert scores[0, 2] == pytest.approx(0.9) and scores[0, 4] == pytest.approx(0.9)
     hits = count_hits(scores, songs.labels)

@@ -1,7 +1,10 @@
-"""Decode audio for training: any soundfile format -> float32 mono at the model's sample rate.
+"""Audio for training: decoding by the runtime contract's rules, and a FLAC writer for the demo data.
 
-Channels are averaged and the result is resampled with soxr (quality ``HQ``). torchaudio's loader is not
-used because it needs FFmpeg.
+Decoding is ``serving.contract``'s (the rules ``ast-serve`` applies to the same files): any libsndfile format
+-> mono float32 in [-1, 1] at the model's rate, NaN/Inf replaced by 0, out-of-range samples clipped. Training
+adds what a training run needs on top: the path in every :class:`~serving.contract.AudioError` (a run decodes
+hundreds of files), one warning per file with repaired samples, and an error for a file without samples
+(a song must have audio to be trained or scored on).
 """
 
 from __future__ import annotations
@@ -11,69 +14,41 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
+
+from serving.contract import AudioError, DecodeStats, stream_audio
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-RESAMPLE_QUALITY = "HQ"
 WRITE_SUBTYPE = "PCM_16"
 
-
-class AudioError(RuntimeError):
-    """An audio file could not be decoded; the message is one line naming the file and the problem."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        self.path = Path(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
+__all__ = ["SAMPLE_RATE", "AudioError", "read_audio", "write_audio"]
 
 
-def _frame_range(path: Path, sr: int, frames: int, start_s: float | None,
-                 end_s: float | None) -> tuple[int, int]:
-    """Convert an optional [start_s, end_s) span to file frame indices, clipped to the file."""
-    start = 0 if start_s is None else min(frames, max(0, int(round(start_s * sr))))
-    stop = frames if end_s is None else min(frames, max(0, int(round(end_s * sr))))
-    if stop <= start:
-        raise AudioError(path, f"empty span start_s={start_s} end_s={end_s} (file has {frames / sr:.3f} s)")
-    return start, stop
-
-
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE, *, start_s: float | None = None,
-               end_s: float | None = None) -> np.ndarray:
-    """Decode an audio file to float32 mono at ``sample_rate``.
+def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Decode a whole file to mono float32 at ``sample_rate`` by the contract's rules.
 
     Args:
         path: any format libsndfile reads (WAV, FLAC, OGG, ...).
         sample_rate: target rate in Hz.
-        start_s: optional start of the span to read, seconds.
-        end_s: optional end of the span to read, seconds.
 
     Returns:
-        ``[S]`` float32 samples, channels averaged.
+        ``[S]`` float32 samples in [-1, 1].
 
     Raises:
-        AudioError: missing/unreadable file, empty audio, or non-finite samples.
+        serving.contract.AudioError: ``"PATH: reason"`` (one line) for a missing, unreadable or empty file.
     """
-    path = Path(path)
+    stats = DecodeStats()
     try:
-        with sf.SoundFile(path) as f:
-            sr, frames = f.samplerate, f.frames
-            start, stop = _frame_range(path, sr, frames, start_s, end_s)
-            f.seek(start)
-            data = f.read(stop - start, dtype="float32", always_2d=True)  # [S, C]
-    except AudioError:
-        raise
-    except (OSError, RuntimeError, sf.LibsndfileError, ValueError) as exc:
-        raise AudioError(path, f"cannot decode: {' '.join(str(exc).split())}") from exc
-    if data.shape[0] == 0:
-        raise AudioError(path, "no audio samples")
-    mono = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]  # [S]
-    if not np.all(np.isfinite(mono)):
-        raise AudioError(path, "non-finite samples")
-    if sr != sample_rate:
-        mono = soxr.resample(mono, sr, sample_rate, quality=RESAMPLE_QUALITY)
-    return np.ascontiguousarray(mono, dtype=np.float32)
+        blocks = list(stream_audio(path, sample_rate, stats=stats))
+    except AudioError as exc:
+        raise AudioError(f"{path}: {exc}") from exc
+    if stats.nonfinite:
+        logger.warning("%s: %d NaN/Inf sample(s) replaced by 0", path, stats.nonfinite)
+    wave = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)  # [S]
+    if wave.size == 0:
+        raise AudioError(f"{path}: no audio samples")
+    return wave
 
 
 def write_audio(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:

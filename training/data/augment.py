@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import dataclasses
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import soxr
@@ -83,6 +85,21 @@ class AugmentConfig:
     def off(cls) -> AugmentConfig:
         """No augmentation at all (and no record cuts)."""
         return cls(enabled=False, record_prob=0.0, background_prob=0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (tuples become lists) for checkpoints, weights files and config files."""
+        data = dataclasses.asdict(self)
+        data["snr_db"] = list(self.snr_db)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AugmentConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored (older files stay readable)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in data.items() if k in names}
+        if "snr_db" in known:
+            known["snr_db"] = tuple(known["snr_db"])
+        return cls(**known)
 
 
 # ------------------------------------------------------------ parametric

@@ -1,4 +1,4 @@
-"""Training windows and song windowing.
+"""Training windows (song windows for scoring are ``serving.contract.song_windows``).
 
 :class:`TrainWindows` is a map-style torch ``Dataset`` of ``(waveform float32 [S], label)``. Item ``i`` of epoch
 ``e`` draws everything from ``numpy.random.default_rng([seed, e, i])``, so DataLoader workers and DDP ranks
@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 
 from training.data import augment as A
 from training.data import synth
-from training.data.audio import SAMPLE_RATE, load_audio
+from training.data.audio import SAMPLE_RATE, read_audio
 from training.data.manifest import Manifest, SongEntry
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class _Song:
 def _decode_all(paths: list, sample_rate: int) -> list[np.ndarray]:
     """Decode files in a small thread pool (libsndfile and soxr release the GIL)."""
     with ThreadPoolExecutor(DECODE_THREADS) as pool:
-        return list(pool.map(lambda p: load_audio(p, sample_rate), paths))
+        return list(pool.map(lambda p: read_audio(p, sample_rate), paths))
 
 
 def _make_song(entry: SongEntry, wave: np.ndarray, label: int, sample_rate: int) -> _Song:
@@ -273,46 +273,3 @@ class TrainWindows(Dataset):
             return bed[start : start + n] + A.noise(rng, n) * np.float32(10 ** (rng.uniform(-40, -20) / 20)), \
                 self.augment.snr_db[0]
         return A.noise(rng, n), self.augment.snr_db[0]
-
-
-def song_windows(wave: np.ndarray, window_samples: int, hop_samples: int) -> np.ndarray:
-    """Cut a song into model windows (the rule shared with serving).
-
-    Windows start at ``0, hop, 2*hop, ...`` while they fit; when the last one stops short of the end, one
-    more window is aligned to the end; audio shorter than one window gives one zero-padded window.
-
-    Args:
-        wave: float ``[L]`` mono audio.
-        window_samples: samples per window ``S``.
-        hop_samples: samples between window starts (> 0).
-
-    Returns:
-        float32 ``[N, S]``.
-    """
-    if window_samples <= 0 or hop_samples <= 0:
-        raise ValueError(f"window_samples and hop_samples must be > 0, got {window_samples}, {hop_samples}")
-    wave = np.asarray(wave, dtype=np.float32)
-    if len(wave) <= window_samples:
-        return A.fix_length(wave, window_samples)[None, :]  # [1, S]
-    starts = list(range(0, len(wave) - window_samples + 1, hop_samples))
-    if starts[-1] + window_samples < len(wave):
-        starts.append(len(wave) - window_samples)
-    return np.stack([wave[s : s + window_samples] for s in starts])  # [N, S]
-
-
-def eval_windows(entries: list[SongEntry], window_samples: int, hop_samples: int | None = None,
-                 sample_rate: int = SAMPLE_RATE) -> list[tuple[np.ndarray, str]]:
-    """Decode songs (e.g. a val or test split) and window them for song-level scoring.
-
-    Args:
-        entries: manifest entries.
-        window_samples: samples per window.
-        hop_samples: hop between windows (default half a window, the shared default).
-        sample_rate: audio rate in Hz.
-
-    Returns:
-        One ``(windows float32 [N, S], sample label)`` pair per entry, in order.
-    """
-    hop = hop_samples if hop_samples is not None else window_samples // 2
-    waves = _decode_all([e.path for e in entries], sample_rate)
-    return [(song_windows(w, window_samples, hop), e.sample) for e, w in zip(entries, waves, strict=True)]

@@ -33,6 +33,7 @@ from typing import Any
 import click
 import numpy as np
 
+from serving.contract import log_to_stderr
 from training.data import augment as A
 from training.data import synth
 from training.data.audio import SAMPLE_RATE, write_audio
@@ -320,8 +321,6 @@ def build_demo(out: str | Path, opts: DemoOptions, workers: int = 2, force: bool
 def main(out: str, records: int, seed: int, train_songs: int, val_songs: int, test_songs: int,
          min_song_s: float, max_song_s: float, workers: int, force: bool) -> None:
     """Synthesize the deterministic demo catalogue (records, samples, songs, manifest.csv, records.csv)."""
-    from models.logs import log_to_stderr  # lazy: keeps torch out of the worker processes
-
     log_to_stderr(logging.INFO, "%(levelname)s %(name)s: %(message)s")
     if records < 1 or train_songs < 1 or min_song_s > max_song_s:
         raise click.BadParameter("need --records >= 1, --train-songs >= 1 and --min-song-s <= --max-song-s")

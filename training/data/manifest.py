@@ -3,7 +3,8 @@
 A manifest is a CSV file with a header:
 
 - required columns ``song`` (audio path, relative to the manifest's folder) and ``sample`` (the label);
-- optional ``split`` (``train``/``val``/``test``; other values are skipped with one warning giving the count),
+- optional ``split`` (``train``/``val``/``test``, compared by ``serving.contract.split_name``: case and
+  surrounding spaces do not matter; other values are skipped with one warning giving the count),
   ``start_s`` and ``end_s`` (where the sample sounds in the song; missing or empty = the whole song);
 - any other column is ignored.
 
@@ -18,6 +19,9 @@ An optional ``records.csv`` beside the manifest (columns ``sample`` and ``sample
 Every problem found (missing columns, missing or unreadable audio files, bad numbers, a start past the song's
 end, val/test labels absent from train, an empty train split, a song in two splits) is collected and raised at
 once as :class:`ManifestError`, before any training starts. Only file headers are read here (no decoding).
+
+The column names, the split names and comparison, the path rule and the CSV reading are
+``serving.contract``'s, so that ``ast-serve`` tooling reads a manifest exactly as training does.
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ from pathlib import Path
 
 import soundfile as sf
 
+from serving.contract import MANIFEST_OPTIONAL, MANIFEST_REQUIRED, SPLITS, read_manifest_rows, song_path, split_name
+
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
-REQUIRED_COLUMNS = ("song", "sample")
+SUMMARY_PROBLEMS = 3  # problems named in the one-line summary
 RECORD_COLUMNS = ("sample", "sample_path")
 RECORDS_FILE = "records.csv"
 VAL_FRACTION = 0.15  # share of each label's train songs moved to val when the manifest has no val split
@@ -53,6 +58,8 @@ class ManifestError(ValueError):
         lines = "\n".join(f"  - {p}" for p in shown)
         tail = f"\n  ... and {more} more" if more > 0 else ""
         super().__init__(f"{path}: {len(problems)} problem(s):\n{lines}{tail}")
+        rest = len(problems) - SUMMARY_PROBLEMS
+        self.summary = f"{path}: {'; '.join(problems[:SUMMARY_PROBLEMS])}" + (f" (+{rest} more)" if rest > 0 else "")
 
 
 @dataclass(frozen=True)
@@ -131,10 +138,10 @@ def _audio_seconds(path: Path, where: str, problems: list[str]) -> float | None:
     return info.frames / info.samplerate if info.samplerate else None
 
 
-def _parse_row(row: dict[str, str | None], line: int, root: Path, has_split: bool,
+def _parse_row(row: dict[str, str | None], line: int, manifest: Path, has_split: bool,
                problems: list[str]) -> SongEntry | None:
     """Turn one CSV row into a SongEntry (None when the row's split is not one of SPLITS)."""
-    split = (row.get("split") or "").strip() if has_split else "train"
+    split = split_name(row.get("split")) if has_split else "train"
     if split not in SPLITS:
         return None
     where = f"line {line}"
@@ -143,7 +150,7 @@ def _parse_row(row: dict[str, str | None], line: int, root: Path, has_split: boo
     if not song or not sample:
         problems.append(f"{where}: empty song or sample")
         return None
-    path = (root / song).resolve()
+    path = song_path(manifest, song)
     duration = _audio_seconds(path, where, problems)
     start = _parse_time(row.get("start_s"), "start_s", where, problems)
     end = _parse_time(row.get("end_s"), "end_s", where, problems)
@@ -156,15 +163,13 @@ def _parse_row(row: dict[str, str | None], line: int, root: Path, has_split: boo
 
 
 def _read_rows(path: Path, required: tuple[str, ...], problems: list[str]) -> tuple[list[str], list[dict]]:
-    """Read a CSV with header; records missing required columns as problems."""
+    """Read a CSV with header (column names stripped); records missing required columns as problems."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            reader.fieldnames = columns
-            rows = list(reader)
+        header, raw = read_manifest_rows(path)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ManifestError(path, [f"cannot read: {exc}"]) from exc
+    columns = [c.strip() for c in header]
+    rows = [{k.strip() if isinstance(k, str) else k: v for k, v in row.items()} for row in raw]
     missing = [c for c in required if c not in columns]
     if missing:
         problems.append(f"{path.name}: missing column(s) {', '.join(missing)} (found: {', '.join(columns)})")
@@ -184,7 +189,7 @@ def _load_records(path: Path, problems: list[str]) -> dict[str, Path]:
         if not sample or not rel:
             problems.append(f"{path.name} line {line}: empty sample or sample_path")
             continue
-        full = (path.parent / rel).resolve()
+        full = song_path(path, rel)  # relative to records.csv's folder, as songs are to the manifest's
         _audio_seconds(full, f"{path.name} line {line} (sample_path)", problems)
         records[sample] = full
     return records
@@ -287,16 +292,19 @@ def load_manifest(path: str | Path, *, carve_fraction: float = VAL_FRACTION) -> 
     if not path.is_file():
         raise ManifestError(path, ["manifest file not found"])
     problems: list[str] = []
-    columns, rows = _read_rows(path, REQUIRED_COLUMNS, problems)
+    columns, rows = _read_rows(path, MANIFEST_REQUIRED, problems)
     if problems:
         raise ManifestError(path, problems)
+    ignored = [c for c in columns if c not in MANIFEST_REQUIRED + MANIFEST_OPTIONAL]
+    if ignored:
+        logger.debug("%s: ignoring extra column(s) %s", path.name, ", ".join(ignored))
     has_split = "split" in columns
     entries = []
     for line, row in enumerate(rows, start=2):
-        entry = _parse_row(row, line, path.parent, has_split, problems)
+        entry = _parse_row(row, line, path, has_split, problems)
         if entry is not None:
             entries.append(entry)
-    skipped = sum(1 for r in rows if has_split and (r.get("split") or "").strip() not in SPLITS)
+    skipped = sum(1 for r in rows if has_split and split_name(r.get("split")) not in SPLITS)
     if skipped:
         logger.warning("%s: skipped %d row(s) whose split is not one of %s", path.name, skipped, "/".join(SPLITS))
     _check_duplicates(entries, problems)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import click
 
-from training.data.manifest import SPLITS, ManifestError, load_manifest
+from serving.contract import SPLITS, log_to_stderr
+from training.data.manifest import ManifestError, load_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +32,11 @@ def display_path(path: Path, cwd: Path) -> str:
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
 def main(manifest: str, split: str) -> None:
     """Print the song paths of MANIFEST's SPLIT, one per line."""
-    from models.logs import log_to_stderr  # lazy: keeps torch out of the worker processes
-
     log_to_stderr(logging.WARNING, "%(levelname)s %(name)s: %(message)s")
     try:
         loaded = load_manifest(manifest)
     except ManifestError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(exc.summary) from exc
     cwd = Path(os.getcwd()).resolve()
     for entry in loaded.split(split):
         click.echo(display_path(entry.path, cwd))

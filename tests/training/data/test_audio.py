@@ -1,14 +1,18 @@
-"""Audio decoding: resampling, channel mixing, spans, errors, FLAC writing."""
+"""Training's decoding (the contract's rules, the path in every error, a warning for repaired samples) and
+FLAC writing."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from training.data.audio import AudioError, load_audio, write_audio
+from serving.contract import AudioError
+from training.data.audio import read_audio as load_audio
+from training.data.audio import write_audio
 
 
 def _tone(sr: int, seconds: float, hz: float = 440.0) -> np.ndarray:
@@ -46,13 +50,17 @@ def test_other_target_rate(tmp_path: Path) -> None:
     assert abs(len(load_audio(path, 8000)) - 4000) <= 1
 
 
-def test_span(tmp_path: Path) -> None:
+def test_nonfinite_samples_become_zero_with_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    wave = np.full(1600, 0.25, dtype=np.float32)
+    wave[[10, 20, 30]] = [np.nan, np.inf, -np.inf]
+    wave[40] = 3.0  # out of range: clipped
     path = tmp_path / "x.wav"
-    sf.write(path, _tone(32000, 2.0), 32000)
-    x = load_audio(path, start_s=0.5, end_s=1.25)
-    assert abs(len(x) - 12000) <= 1
-    with pytest.raises(AudioError, match="empty span"):
-        load_audio(path, start_s=3.0)
+    sf.write(path, wave, 16000, subtype="FLOAT")
+    with caplog.at_level(logging.WARNING, logger="training.data.audio"):
+        x = load_audio(path)
+    assert np.all(np.isfinite(x)) and x[[10, 20, 30]].tolist() == [0.0, 0.0, 0.0] and x[40] == 1.0
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "3 NaN/Inf" in warnings[0].getMessage() and "x.wav" in warnings[0].getMessage()
 
 
 def test_missing_and_garbage_files(tmp_path: Path) -> None:
@@ -61,14 +69,14 @@ def test_missing_and_garbage_files(tmp_path: Path) -> None:
     assert "missing.wav" in str(info.value) and "\n" not in str(info.value)
     bad = tmp_path / "bad.flac"
     bad.write_bytes(b"not audio at all" * 10)
-    with pytest.raises(AudioError, match="cannot decode"):
+    with pytest.raises(AudioError, match="bad.flac: not a readable audio file"):
         load_audio(bad)
 
 
 def test_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.wav"
     sf.write(path, np.zeros(0), 16000)
-    with pytest.raises(AudioError):
+    with pytest.raises(AudioError, match="empty.wav: no audio samples"):
         load_audio(path)
 
 
