@@ -155,7 +155,7 @@ def test_init_from_replaces_head_for_new_labels(tmp_path: Path) -> None:
 
 
 def test_init_from_keeps_the_init_files_layer_norm_eps(tmp_path: Path) -> None:
-    """With --config the variant gives frames and strides, but the eps the weights were trained with stay."""
+    """With --preset the preset gives frames and strides, but the eps the weights were trained with stay."""
     path = _weights(tmp_path, ["a", "b"], layer_norm_eps=1e-12, head_norm_eps=1e-5)
     spec = init_spec(str(path), "tiny", ["a", "b"], {})
     assert (spec.ast_cfg.layer_norm_eps, spec.ast_cfg.head_norm_eps) == (1e-12, 1e-5)

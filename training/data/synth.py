@@ -1,7 +1,8 @@
-"""Small numpy synthesizers: boom-bap drums, bass lines, and instrument patches for demo records.
+"""The project's one music synthesiser (numpy): boom-bap drums, bass lines, instrument patches, short clips.
 
-Used by :mod:`training.data.demo_data` (records and songs) and by :mod:`training.data.dataset` (accompaniment beds for
-record cuts). Every random draw comes from the numpy ``Generator`` passed in, so output is deterministic.
+Used by :mod:`training.data.demo_data` (records and songs), by :mod:`training.data.dataset` (accompaniment beds
+for record cuts) and by ``bench.synth`` (music-like clips for speed runs and top-1 agreement:
+:func:`music_clip`). Every random draw comes from the numpy ``Generator`` passed in, so output is deterministic.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ PATTERN_STEPS = 32  # two bars of sixteenth notes
 A4_HZ = 440.0
 A4_MIDI = 69
 TWO_PI = 2.0 * np.pi
+MINOR_SCALE = np.array([0, 2, 3, 5, 7, 8, 10])  # natural minor, semitones above the root
+CLIP_BPM = (80.0, 140.0)
+CLIP_ROOT_MIDI = (45, 60)  # chord roots, A2..B3
+CLIP_PEAK = 0.8  # peak after normalisation, like mastered music below full scale
+CLIP_DRUMS_DB = (-6.0, 0.0)  # drums and bass relative to the chords
+CLIP_BASS_DB = (-9.0, -3.0)
 
 Rng = np.random.Generator
 
@@ -167,3 +174,32 @@ def render_note(patch: Patch, freq: float, dur_s: float, sr: int = SAMPLE_RATE) 
             continue
         out += amp * np.sin(k * phase) * np.exp(-t * patch.brightness * (k - 1))
     return env * out / max(1e-9, sum(patch.partials))
+
+
+# ---------------------------------------------------------------- clips
+def _chords(rng: Rng, n: int, beat: int, root: int, sr: int) -> np.ndarray:
+    """One minor-key triad per bar on a random sustained patch, RMS 1."""
+    pad = random_patch(rng, sustained=True)
+    out = np.zeros(n)  # [n]
+    for start in range(0, n, 4 * beat):
+        chord = root + 12 + MINOR_SCALE[(int(rng.integers(0, 7)) + np.array([0, 2, 4])) % 7]  # [3] MIDI notes
+        length = min(4 * beat, n - start)
+        for note in chord:
+            wave = render_note(pad, midi_hz(float(note)), length / sr, sr)[:length]  # [<= length]
+            out[start : start + len(wave)] += wave
+    return unit_rms(out)
+
+
+def music_clip(n: int, rng: Rng, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """A clip of ``n`` samples: chords, a bass line and boom-bap drums at a random tempo and key.
+
+    Returns:
+        float32 ``[n]`` with peak :data:`CLIP_PEAK`.
+    """
+    bpm = float(rng.uniform(*CLIP_BPM))
+    beat = int(sr * 60.0 / bpm)
+    root = int(rng.integers(*CLIP_ROOT_MIDI))
+    mix = _chords(rng, n, beat, root, sr)  # [n]
+    mix = mix + 10 ** (rng.uniform(*CLIP_DRUMS_DB) / 20) * drum_loop(rng, n, bpm, float(rng.uniform(0.0, 0.3)), sr)
+    mix = mix + 10 ** (rng.uniform(*CLIP_BASS_DB) / 20) * bass_line(rng, n, bpm, root - 12, sr)
+    return (CLIP_PEAK * mix / (np.abs(mix).max() + 1e-9)).astype(np.float32)

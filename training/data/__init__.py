@@ -1,0 +1,1 @@
+"""Training data: manifest, decoding, window sampling, augmentation, demo-data synthesis."""
