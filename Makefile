@@ -23,7 +23,7 @@ data: install
 	$(BIN)/python -m training.data.demo_data --out $(DATA)
 
 train: data
-	$(BIN)/ast-train --manifest $(DATA)/manifest.csv --out $(RUN) --config $(CONFIG) $(if $(EPOCHS),--epochs $(EPOCHS))
+	$(BIN)/ast-train --manifest $(DATA)/manifest.csv --out $(RUN) $(if $(CONFIG),--preset $(CONFIG)) $(if $(EPOCHS),--epochs $(EPOCHS))
 
 export: install
 	$(BIN)/ast-export onnx --weights $(RUN)/modelo_audio.pth

@@ -172,6 +172,19 @@ def test_cli_resume_refuses_mid_run_changes(tmp_path: Path, option: str, value: 
     assert len(errors) == 1 and f"cannot change {needle}" in errors[0], result.stderr
 
 
+def test_cli_resume_refuses_a_changed_augment(tmp_path: Path) -> None:
+    manifest, out = write_manifest(tmp_path / "data"), tmp_path / "run"
+    out.mkdir()
+    save_checkpoint(out / "checkpoint.pt", Checkpoint(tiny_config(), epoch=1))
+    cfg_file = tmp_path / "run.json"
+    cfg_file.write_text(json.dumps({"augment": {"record_prob": 0.9}}))
+    result = CliRunner().invoke(main, ["--manifest", str(manifest), "--out", str(out), "--resume",
+                                       "--config-file", str(cfg_file)])
+    assert result.exit_code == 2, result.output
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("ast-train: error:")]
+    assert len(errors) == 1 and "cannot change augment" in errors[0], result.stderr
+
+
 def test_cli_resume_refuses_fewer_epochs_than_done(tmp_path: Path) -> None:
     manifest, out = write_manifest(tmp_path / "data"), tmp_path / "run"
     out.mkdir()

@@ -1,4 +1,5 @@
-"""``ast-train`` command line: help, one-line usage errors (exit 2; a full ``--out`` too), and an end-to-end run."""
+"""``ast-train`` command line: help, presets and config files, one-line usage errors (exit 2; a full ``--out``
+too), a bug keeps its traceback (exit 1), and an end-to-end run."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.training.train_helpers import fail_probe, fake_free, write_manifest
+from training import train
 from training.cli import main
 from training.loop import Trainer
 
@@ -37,9 +39,96 @@ def _assert_one_line_error(result: object) -> None:
 def test_help_lists_the_contract_options() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    for option in ("--manifest", "--out", "--config", "--epochs", "--init-from", "--resume", "--device",
-                   "--seed", "--batch-size", "--lr", "--epoch-size", "--workers", "--threads"):
+    for option in ("--manifest", "--out", "--preset", "--config", "--config-file", "--epochs", "--init-from",
+                   "--resume", "--device", "--seed", "--batch-size", "--lr", "--epoch-size", "--workers",
+                   "--threads"):
         assert option in result.output, option
+    text = " ".join(result.output.split())  # unwrapped
+    for default in ("[default: tiny: 24, small: 20, base: 10]", "[default: tiny: 32, small: 32, base: 16]",
+                    "[default: tiny: 0.001, small: 0.0005, base: 5e-05]",
+                    "[default: tiny: 1024, small: 4096, base: 4096]", "DataLoader worker processes. [default: 0]"):
+        assert default in text, default
+
+
+@pytest.fixture
+def train_requests(monkeypatch: pytest.MonkeyPatch) -> list[train.TrainRequest]:
+    """The requests the CLI hands to ``training.train.run`` (which then returns without training)."""
+    seen: list[train.TrainRequest] = []
+
+    def fake_run(req: train.TrainRequest) -> dict:
+        seen.append(req)
+        return {"rank": 1}  # not rank 0: nothing to print
+
+    monkeypatch.setattr(train, "run", fake_run)
+    return seen
+
+
+def test_options_override_the_config_file_over_the_preset(tmp_path: Path,
+                                                          train_requests: list[train.TrainRequest]) -> None:
+    cfg_file = tmp_path / "run.toml"
+    cfg_file.write_text('preset = "small"\nepochs = 3\nseed = 7\n[augment]\nrecord_prob = 0.2\n')
+    args = ["--manifest", "m.csv", "--out", str(tmp_path / "o"), "--config-file", str(cfg_file), "--epochs", "5"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    (req,) = train_requests
+    cfg = req.config
+    assert (cfg.preset, cfg.epochs, cfg.seed, cfg.augment.record_prob) == ("small", 5, 7, 0.2)
+    assert cfg.epoch_size == 4096  # the small preset's, not set anywhere else
+    assert req.given == {"epochs", "seed", "augment", "preset"} and req.preset_given
+
+
+def test_config_is_a_deprecated_alias_of_preset(tmp_path: Path, train_requests: list[train.TrainRequest]) -> None:
+    result = CliRunner().invoke(main, ["--manifest", "m.csv", "--out", str(tmp_path), "--config", "small"])
+    assert result.exit_code == 0, result.output
+    assert train_requests[0].config.preset == "small" and train_requests[0].preset_given
+    assert result.stderr.count("--config is deprecated; use --preset small") == 1
+    clash = CliRunner().invoke(main, ["--manifest", "m.csv", "--out", str(tmp_path), "--config", "small",
+                                      "--preset", "base"])
+    assert clash.exit_code == EXIT_USAGE and "disagree" in clash.stderr
+
+
+def test_unknown_config_file_key_is_a_usage_error(manifest: Path, tmp_path: Path, no_training: list[int]) -> None:
+    cfg_file = tmp_path / "run.json"
+    cfg_file.write_text('{"batchsize": 4}')
+    result = CliRunner().invoke(main, ["--manifest", str(manifest), "--out", str(tmp_path / "o"),
+                                       "--config-file", str(cfg_file)])
+    _assert_one_line_error(result)
+    assert "unknown config key 'batchsize'; did you mean 'batch_size'?" in result.stderr
+
+
+def test_cuda_without_cuda_is_a_usage_error(manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            no_training: list[int]) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = CliRunner().invoke(main, ["--manifest", str(manifest), "--out", str(tmp_path / "o"),
+                                       "--device", "cuda"])
+    _assert_one_line_error(result)
+    assert "no CUDA device" in result.stderr
+
+
+BUG_SCRIPT = """
+import sys
+from training.loop import Trainer
+
+def boom(self, epoch):
+    raise RuntimeError("injected bug deep in training")
+
+Trainer.train_epoch = boom
+from training.cli import main
+sys.argv[0] = "ast-train"
+main()
+"""
+
+
+def test_a_bug_prints_its_traceback_and_exits_1(manifest: Path, tmp_path: Path) -> None:
+    """Only the typed errors are usage errors: anything else keeps its traceback (the real entry point)."""
+    proc = subprocess.run([sys.executable, "-c", BUG_SCRIPT, "--manifest", str(manifest), "--out",
+                           str(tmp_path / "o"), *FAST], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "RuntimeError: injected bug deep in training" in proc.stderr
+    assert "ast-train: error:" not in proc.stderr
 
 
 def test_missing_manifest_is_a_usage_error(tmp_path: Path) -> None:
@@ -173,7 +262,7 @@ def test_ast_train_end_to_end(manifest: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     exe = VENV_BIN / "ast-train"
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "training"]
-    proc = subprocess.run([*cmd, "--manifest", str(manifest), "--out", str(out), "--config", "tiny", *FAST],
+    proc = subprocess.run([*cmd, "--manifest", str(manifest), "--out", str(out), "--preset", "tiny", *FAST],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in ("modelo_audio.pth", "metrics.json", "curves.png"):

@@ -13,7 +13,9 @@ import torch.nn.functional as F
 
 from models import WeightsFile, build_scoring_model, get_config, load_weights, save_weights
 from models.config import FbankConfig
-from tests.training.train_helpers import TINY_MODEL, tiny_request, write_manifest
+from tests.training.train_helpers import TINY_MODEL, tiny_config, tiny_request, write_manifest
+from training.config import TrainConfig
+from training.data.augment import AugmentConfig
 from training.data.dataset import BACKGROUND
 from training.distributed import DistInfo, shard_indices
 from training.loop import SpecAugment, cosine_lambda, window_loss
@@ -104,6 +106,8 @@ def test_weights_file_is_complete(trained: tuple[Path, dict], manifest: Path) ->
     assert len(wf.train["data_fingerprint"]) == 64
     assert {"torch", "timm", "python"} <= set(wf.train["versions"])
     assert wf.train["config"]["epochs"] == 2
+    assert TrainConfig.from_dict(wf.train["config"]) == tiny_config()  # incl. the nested augment
+    assert wf.train["config"]["augment"] == AugmentConfig().to_dict()
     model = build_scoring_model(wf)
     probs, emb = model(torch.zeros(2, model.window_samples))
     assert probs.shape == (2, 3) and emb.shape == (2, TINY_MODEL["embed_dim"])

@@ -12,9 +12,9 @@ crude 50 %-overlap Hann overlap-add (phasey, but cheap, and real-world tempo edi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
-import dataclasses
 from dataclasses import dataclass, replace
 from typing import Any
 

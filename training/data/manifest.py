@@ -35,7 +35,14 @@ from pathlib import Path
 
 import soundfile as sf
 
-from serving.contract import MANIFEST_OPTIONAL, MANIFEST_REQUIRED, SPLITS, read_manifest_rows, song_path, split_name
+from serving.contract import (
+    MANIFEST_OPTIONAL,
+    MANIFEST_REQUIRED,
+    SPLITS,
+    read_manifest_rows,
+    song_path,
+    split_name,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from training.data.augment import AugmentConfig
 from serving.contract import default_hop, song_windows
 from training.data.audio import read_audio
+from training.data.augment import AugmentConfig
 from training.data.dataset import BACKGROUND, TrainWindows
 from training.data.demo_data import DemoOptions, build_demo
 from training.data.manifest import Manifest, load_manifest
