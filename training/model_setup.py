@@ -15,6 +15,7 @@ the provenance recorded in the weights file (data fingerprint, software versions
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import logging
 import platform
@@ -38,6 +39,7 @@ from models import (
 )
 from models.hub import resolve_weights
 from training.data.manifest import Manifest
+from training.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +78,27 @@ class ModelSpec:
         return model.train()
 
 
+def check_model_overrides(overrides: dict[str, Any]) -> None:
+    """``TrainConfig.model_overrides`` (from a config file, say) must name :class:`models.ASTConfig` fields.
+
+    Raises:
+        ConfigError: an unknown field, with the closest known one.
+    """
+    names = [f.name for f in dataclasses.fields(ASTConfig)]
+    for key in overrides:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown model_overrides field {key!r}{hint}")
+
+
 def fresh_spec(preset: str, labels: list[str], overrides: dict[str, Any]) -> ModelSpec:
-    """A randomly initialised model of the named preset, one class per label."""
+    """A randomly initialised model of the named preset, one class per label.
+
+    Raises:
+        ConfigError: ``overrides`` names an unknown ASTConfig field.
+    """
+    check_model_overrides(overrides)
     ast_cfg = get_config(preset, num_classes=len(labels), **overrides)
     return ModelSpec(FbankConfig(), ast_cfg, list(labels), norm=None)
 
@@ -87,9 +108,10 @@ def init_spec(init_from: str, preset: str | None, labels: list[str], overrides: 
     """A model seeded from a weights file (see the module docstring for the rules).
 
     Raises:
-        InitError: architecture mismatch; models.WeightsError: unreadable file; models.hub.HubError: hash
-            mismatch or failed download.
+        InitError: architecture mismatch or no such file; models.WeightsError: unreadable file;
+            models.hub.HubError: hash mismatch or failed download; ConfigError: unknown ``overrides`` field.
     """
+    check_model_overrides(overrides)
     path = resolve_weights(init_from, sha256)  # a path or URL; hash-checked when given
     if not path.is_file():
         raise InitError(f"--init-from {init_from}: no such file")

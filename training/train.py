@@ -153,7 +153,7 @@ def prepare(req: TrainRequest, info: DistInfo) -> tuple[Manifest, Checkpoint | N
     manifest = load_manifest(req.manifest)
     check_out_dir(req.out_dir, info.rank)
     if info.is_main:  # the one writer: drop temp files of writes a killed run left unfinished
-        remove_stale_temps(req.out_dir, (CHECKPOINT_NAME, WEIGHTS_NAME))
+        remove_stale_temps(req.out_dir, (CHECKPOINT_NAME, WEIGHTS_NAME, METRICS_NAME))
     ckpt = load_checkpoint(req.out_dir / CHECKPOINT_NAME) if req.resume else None
     if ckpt is not None:
         req.config = _resume_config(req, ckpt)

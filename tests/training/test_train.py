@@ -194,3 +194,11 @@ def test_window_loss_flat_target_for_background() -> None:
 def test_window_loss_without_background_is_plain_cross_entropy() -> None:
     logits, label = torch.randn(5, 4), torch.tensor([0, 1, 2, 3, 0])
     assert torch.isclose(window_loss(logits, label, 0.1), F.cross_entropy(logits, label, label_smoothing=0.1))
+
+
+def test_unknown_model_override_is_a_config_error() -> None:
+    from training.errors import ConfigError
+    from training.model_setup import fresh_spec
+
+    with pytest.raises(ConfigError, match="unknown model_overrides field 'dpth'; did you mean 'depth'"):
+        fresh_spec("tiny", ["a", "b"], {"dpth": 1})
