@@ -1,6 +1,8 @@
-"""``ast-export``: a small click group; subcommands live in their own modules and are registered here.
+"""``ast-export``: a click group whose export subcommands come from the format registry.
 
-To add a subcommand (e.g. ``import``, issue 7), write it in its module and add one ``main.add_command`` line.
+``verify`` and ``import`` are fixed commands; ``onnx``, ``torchscript``, ``pt2`` (and any format registered
+later, e.g. by a test) are generated from their :class:`~ast_export.artifact.ArtifactFormat` records when
+looked up, so registering a format is all it takes to get ``ast-export <name>``.
 """
 
 from __future__ import annotations
@@ -10,21 +12,51 @@ import warnings
 
 import click
 
-from ast_export.commands import onnx_cmd, pt2_cmd, torchscript_cmd, verify_cmd
-from ast_export.import_cli import import_cmd
-from models.logs import log_to_stderr
+from ast_export import registry
+from ast_export.artifact import ArtifactFormat
+from ast_export.commands import export_command, verify_cmd
+from ast_export.importers.cli import import_cmd
+from serving.contract import log_to_stderr
 
 LOG_FORMAT = "%(message)s"
 PACKAGE_LOGGER = "ast_export"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LevelPrefixFormatter(logging.Formatter):
+    """Plain messages; warnings say so (``WARNING: ...``), since a fallback must not read as a result."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return f"{record.levelname}: {text}" if record.levelno == logging.WARNING else text
+
+
+class FormatGroup(click.Group):
+    """A group that adds one export command per registered format (built once per record)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._exports: dict[int, click.Command] = {}
+
+    def _export(self, fmt: ArtifactFormat) -> click.Command:
+        return self._exports.setdefault(id(fmt), export_command(fmt))
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*registry.FORMATS, *super().list_commands(ctx)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        fmt = registry.FORMATS.get(cmd_name)
+        return self._export(fmt) if fmt is not None else super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=FormatGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Also show torch/onnx warnings (tracer, deprecations).")
 def main(quiet: bool, verbose: bool) -> None:
     """Export the AST scoring graph (waveform -> probs, embedding) and verify its parity with PyTorch."""
     # Our loggers speak at INFO; third-party ones (onnxscript's optimizer is chatty) only at WARNING.
     log_to_stderr(logging.WARNING, LOG_FORMAT)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(LevelPrefixFormatter(LOG_FORMAT))
     logging.getLogger(PACKAGE_LOGGER).setLevel(logging.WARNING if quiet else logging.INFO)
     if not verbose:  # tracer/deprecation noise; parity is what verify checks, whatever the warnings say
         warnings.simplefilter("ignore", category=FutureWarning)
@@ -32,8 +64,5 @@ def main(quiet: bool, verbose: bool) -> None:
         warnings.simplefilter("ignore", category=DeprecationWarning)
 
 
-main.add_command(onnx_cmd)
-main.add_command(torchscript_cmd)
-main.add_command(pt2_cmd)
 main.add_command(verify_cmd)
 main.add_command(import_cmd)

@@ -1,4 +1,8 @@
-"""Typed errors of the exporter; the CLI turns each into a one-line message and an exit code."""
+"""Typed errors of the exporter; the CLI turns each into a one-line message and exit code 1.
+
+Only these (and the typed errors of ``models`` and ``serving.contract``, see ``ast_export.cli_common``) are
+"expected": anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -13,3 +17,11 @@ class ParityError(RuntimeError):
 
 class ArtifactError(ValueError):
     """A file given to ``ast-export verify`` is not a readable ast-sampleid artifact."""
+
+
+class VerifyInputError(ValueError):
+    """Verification has nothing to compare on (e.g. none of the ``--audio`` files decodes)."""
+
+
+class CheckpointImportError(ValueError):
+    """A checkpoint cannot be converted (unknown layout, missing tensors, inconsistent options)."""

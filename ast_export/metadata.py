@@ -1,7 +1,12 @@
 """The ``ast_sampleid`` metadata: one JSON value that travels inside every artifact (DESIGN.md).
 
-Writers/readers per format: ONNX ``metadata_props``, TorchScript ``_extra_files`` and ``.pt2`` extra files,
-all under the same key, so ``ast-serve`` (ONNX) and any torch consumer read the same document.
+The key, the format version and the validation rules are ``serving.contract``'s, so what export writes is what
+``ast-serve`` reads. Each format embeds and reads the text its own way (its record in ``registry``: ONNX
+``metadata_props``, TorchScript ``_extra_files``, ``.pt2`` extra files); this module builds and parses it.
+
+Precision is written as ``precision`` (``fp32``, ``fp16``, ``int8``) plus ``optimized`` (fused attention), and
+what the conversion did as ``transform``. Files written before that spelled an optimised graph
+``"precision": "fp32-optimized"`` and the conversion ``variant``; :func:`artifact_precision` still reads them.
 """
 
 from __future__ import annotations
@@ -9,21 +14,20 @@ from __future__ import annotations
 import json
 import logging
 from importlib import metadata as pkg_metadata
-from pathlib import Path
 from typing import Any
 
-import onnx
 import torch
 
 from ast_export.errors import ArtifactError
+from ast_export.spec import FP32
 from models.config import FbankConfig, config_to_dict, window_samples
+from serving.contract import FORMAT_VERSION, ModelError, default_hop, parse_metadata
 
 logger = logging.getLogger(__name__)
 
-METADATA_KEY = "ast_sampleid"
-FORMAT_VERSION = 1
 PACKAGE_NAME = "ast-sampleid"
 UNKNOWN_VERSION = "0+unknown"
+LEGACY_OPTIMIZED = "fp32-optimized"  # how older files spelled fp32 + optimized
 
 
 def exporter_version() -> str:
@@ -34,17 +38,19 @@ def exporter_version() -> str:
         return UNKNOWN_VERSION
 
 
-def build_metadata(wf: Any, weights_sha256: str, *, artifact_format: str, precision: str = "fp32",
-                   opset: int | None = None, hop_samples: int | None = None) -> dict[str, Any]:
+def build_metadata(wf: Any, weights_sha256: str, *, artifact_format: str, precision: str = FP32,
+                   optimized: bool = False, opset: int | None = None, hop_samples: int | None = None
+                   ) -> dict[str, Any]:
     """Assemble the metadata document for a weights file.
 
     Args:
         wf: a ``models.weights.WeightsFile``.
         weights_sha256: hex digest of the weights file the artifact was exported from.
-        artifact_format: ``onnx``, ``torchscript`` or ``pt2``.
-        precision: ``fp32``, ``fp16``, ``int8`` or ``fp32-optimized``.
-        opset: ONNX opset (None for torch formats).
-        hop_samples: default serving hop; half a window when None.
+        artifact_format: the format's registry name (``onnx``, ``torchscript``, ``pt2``, ...).
+        precision: one of ``spec.PRECISIONS``.
+        optimized: fused attention (``--optimize``).
+        opset: ONNX opset (None for other formats).
+        hop_samples: default serving hop; ``serving.contract.default_hop`` when None.
 
     Returns:
         A JSON-serialisable dict.
@@ -56,7 +62,7 @@ def build_metadata(wf: Any, weights_sha256: str, *, artifact_format: str, precis
         "labels": list(wf.labels),
         "sample_rate": fbank.sample_rate,
         "window_samples": window,
-        "hop_samples": hop_samples if hop_samples is not None else window // 2,
+        "hop_samples": hop_samples if hop_samples is not None else default_hop(window),
         "fbank_config": config_to_dict(fbank),
         "norm": {"mean": float(wf.norm_mean), "std": float(wf.norm_std)},
         "model_config": config_to_dict(wf.model_config),
@@ -67,6 +73,7 @@ def build_metadata(wf: Any, weights_sha256: str, *, artifact_format: str, precis
         "format": artifact_format,
         "opset": opset,
         "precision": precision,
+        "optimized": optimized,
     }
 
 
@@ -75,80 +82,26 @@ def dumps(meta: dict[str, Any]) -> str:
     return json.dumps(meta, sort_keys=True, separators=(",", ":"))
 
 
-def _loads(text: str | bytes, where: str) -> dict[str, Any]:
+def parse(text: str | bytes | None, where: str) -> dict[str, Any]:
+    """Validate metadata text by ``serving.contract.parse_metadata``; every field comes back in the dict.
+
+    Raises:
+        ArtifactError: ``"<where>: <the contract's one-line reason>"``.
+    """
     try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ArtifactError(f"{where}: '{METADATA_KEY}' metadata is not valid JSON ({err})") from err
-    if not isinstance(value, dict) or value.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{where}: '{METADATA_KEY}' metadata has unknown format_version")
-    return value
+        return dict(parse_metadata(text).raw)
+    except ModelError as err:
+        raise ArtifactError(f"{where}: {err}") from err
 
 
-def set_onnx_metadata(model: onnx.ModelProto, meta: dict[str, Any]) -> None:
-    """Put ``meta`` into ``model.metadata_props`` under :data:`METADATA_KEY`, replacing an older value."""
-    kept = [p for p in model.metadata_props if p.key != METADATA_KEY]
-    del model.metadata_props[:]
-    model.metadata_props.extend(kept)
-    onnx.helper.set_model_props(model, {**{p.key: p.value for p in kept}, METADATA_KEY: dumps(meta)})
+def artifact_precision(meta: dict[str, Any]) -> tuple[str, bool]:
+    """``(precision, optimized)`` of a metadata document, older spellings included."""
+    precision = str(meta.get("precision", FP32))
+    if precision == LEGACY_OPTIMIZED:
+        return FP32, True
+    return precision, bool(meta.get("optimized", False))
 
 
-def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
-    """Metadata of an ONNX file (weights are not loaded)."""
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as err:  # onnx raises DecodeError / OSError variants
-        raise ArtifactError(f"{path}: not a readable ONNX file ({err})") from err
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            return _loads(prop.value, str(path))
-    raise ArtifactError(f"{path}: no '{METADATA_KEY}' metadata; re-export with ast-export")
-
-
-def torchscript_extra_files(meta: dict[str, Any]) -> dict[str, str]:
-    """``_extra_files`` for ``torch.jit.save``."""
-    return {METADATA_KEY: dumps(meta)}
-
-
-def read_torchscript_metadata(path: str | Path) -> dict[str, Any]:
-    """Metadata of a TorchScript file, via ``torch.jit.load(_extra_files=...)``."""
-    extra = {METADATA_KEY: ""}
-    try:
-        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except Exception as err:  # torch raises RuntimeError / ValueError variants
-        raise ArtifactError(f"{path}: not a readable TorchScript file ({err})") from err
-    if not extra[METADATA_KEY]:
-        raise ArtifactError(f"{path}: no '{METADATA_KEY}' metadata; re-export with ast-export")
-    return _loads(extra[METADATA_KEY], str(path))
-
-
-def pt2_extra_files(meta: dict[str, Any]) -> dict[str, str]:
-    """``extra_files`` for ``torch.export.save``."""
-    return {METADATA_KEY: dumps(meta)}
-
-
-def read_pt2_metadata(path: str | Path) -> dict[str, Any]:
-    """Metadata of a ``.pt2`` file, via ``torch.export.load(extra_files=...)``."""
-    extra = {METADATA_KEY: ""}
-    try:
-        torch.export.load(str(path), extra_files=extra)
-    except Exception as err:  # torch raises RuntimeError / zip errors
-        raise ArtifactError(f"{path}: not a readable .pt2 file ({err})") from err
-    if not extra[METADATA_KEY]:
-        raise ArtifactError(f"{path}: no '{METADATA_KEY}' metadata; re-export with ast-export")
-    return _loads(extra[METADATA_KEY], str(path))
-
-
-def artifact_format(path: str | Path) -> str:
-    """Format of an artifact from its suffix: ``onnx``, ``torchscript`` or ``pt2``."""
-    suffix = Path(path).suffix.lower()
-    formats = {".onnx": "onnx", ".ts": "torchscript", ".pt": "torchscript", ".pt2": "pt2"}
-    if suffix not in formats:
-        raise ArtifactError(f"{path}: unknown artifact suffix {suffix!r}; expected .onnx, .ts or .pt2")
-    return formats[suffix]
-
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """Metadata of any artifact, dispatched on its suffix."""
-    readers = {"onnx": read_onnx_metadata, "torchscript": read_torchscript_metadata, "pt2": read_pt2_metadata}
-    return readers[artifact_format(path)](path)
+def transform_notes(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """What the precision conversion / optimisation did (``transform``; ``variant`` in older files)."""
+    return meta.get("transform", meta.get("variant"))

@@ -1,26 +1,45 @@
-"""ONNX writer: the whole scoring graph (frontend included) as one self-contained, checked file.
+"""ONNX: the whole scoring graph (frontend included) as one self-contained, checked file, and its format record.
 
 Export goes through the dynamo exporter (``torch.onnx.export(dynamo=True)``, opset >= 18). Should it fail in
 some environment, the legacy TorchScript-based exporter is tried and the reason is logged: the frontend has no
 FFT (its DFT is a matmul), so both produce the same operator set. Attention is exported in eager form
 (matmul/softmax/matmul) so that ``onnxruntime.transformers.optimizer`` can fuse it (``--optimize``).
+
+``--precision fp16|int8`` and ``--optimize`` derive their graph from the checked fp32 one (``onnx_precision``);
+the metadata goes into ``metadata_props`` under ``serving.contract.METADATA_KEY``; the runners are ORT CPU and,
+when a GPU works, ORT CUDA with TF32 off (``runners.onnx_runners``).
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
+import click
 import onnx
 import torch
 
-from ast_export.errors import ExportError
-from ast_export.metadata import build_metadata, set_onnx_metadata
-from ast_export.source import ExportResult, Source, eager_attention, file_size
-from ast_export.spec import BATCH_AXIS, DEFAULT_OPSET, FORBIDDEN_OPS, INPUT_NAME, MIN_OPSET, OUTPUT_NAMES
+from ast_export import onnx_precision
+from ast_export.artifact import ArtifactFormat, Built
+from ast_export.errors import ArtifactError, ExportError
+from ast_export.onnx_precision import TransformInfo
+from ast_export.options import ExportOptions
+from ast_export.runners import onnx_runners
+from ast_export.source import ExportResult, Source, eager_attention
+from ast_export.spec import (
+    BATCH_AXIS,
+    DEFAULT_OPSET,
+    FORBIDDEN_OPS,
+    FP32,
+    FP32_ORT,
+    MIN_OPSET,
+    REDUCED_PRECISION,
+)
+from ast_export.writer import write_artifact
+from serving.contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, atomic_write, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +91,11 @@ def torch_to_onnx(src: Source, out: Path, opset: int, prefer_dynamo: bool = True
                 return "dynamo"
             except Exception as err:  # the exporter raises many types; we log and fall back
                 logger.warning("dynamo ONNX exporter failed (%s: %s); falling back to the legacy exporter",
-                               type(err).__name__, str(err).splitlines()[0] if str(err) else "")
+                               type(err).__name__, one_line(err))
         try:
             _legacy_export(model, src, out, opset)
         except Exception as err:
-            raise ExportError(f"ONNX export failed: {type(err).__name__}: {str(err).splitlines()[0]}") from err
+            raise ExportError(f"ONNX export failed: {type(err).__name__}: {one_line(err)}") from err
         return "legacy"
 
 
@@ -113,16 +132,7 @@ def check_onnx(model: onnx.ModelProto) -> None:
     try:
         onnx.checker.check_model(model, full_check=not contrib)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
-        raise ExportError(f"ONNX checker rejected the graph: {str(err).splitlines()[0]}") from err
-
-
-def save_onnx(model: onnx.ModelProto, out: Path) -> None:
-    """Save as one file (no external data) and remove a stale ``<out>.data`` left by the exporter."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, str(out), save_as_external_data=False)
-    stale = out.with_name(out.name + ".data")
-    if stale.exists():
-        stale.unlink()
+        raise ExportError(f"ONNX checker rejected the graph: {one_line(err)}") from err
 
 
 def export_fp32_model(src: Source, opset: int = DEFAULT_OPSET, prefer_dynamo: bool = True
@@ -138,21 +148,80 @@ def export_fp32_model(src: Source, opset: int = DEFAULT_OPSET, prefer_dynamo: bo
     return model, exporter
 
 
-def write_onnx(model: onnx.ModelProto, src: Source, out: Path, *, precision: str, opset: int,
-               extra: dict | None = None) -> dict:
-    """Attach metadata (plus ``extra`` keys), re-check and save ``model``; returns the metadata written."""
-    meta = build_metadata(src.wf, src.sha256, artifact_format="onnx", precision=precision, opset=opset)
-    meta.update(extra or {})
-    set_onnx_metadata(model, meta)
-    check_onnx(model)
-    save_onnx(model, out)
-    return meta
+# The reduced precisions, derived from the fp32 graph (fp32 itself needs no conversion).
+PRECISION_TRANSFORMS: dict[str, Callable[[onnx.ModelProto], tuple[onnx.ModelProto, TransformInfo]]] = {
+    "fp16": onnx_precision.to_fp16,
+    "int8": onnx_precision.to_int8,
+}
 
 
-def export_onnx(src: Source, out: Path, opset: int = DEFAULT_OPSET, prefer_dynamo: bool = True) -> ExportResult:
-    """Export the fp32 scoring graph of ``src`` to ``out`` (see module docstring)."""
-    start = time.perf_counter()
-    model, exporter = export_fp32_model(src, opset, prefer_dynamo)
-    meta = write_onnx(model, src, out, precision="fp32", opset=opset)
-    seconds = time.perf_counter() - start
-    return ExportResult(out, "onnx", "fp32", seconds, file_size(out), meta, {"exporter": exporter})
+def convert(model: onnx.ModelProto, src: Source, options: ExportOptions
+            ) -> tuple[onnx.ModelProto, TransformInfo | None]:
+    """The graph ``options`` ask for, derived from the checked fp32 ``model`` (and checked again)."""
+    info = None
+    if options.optimize:
+        cfg = src.wf.model_config
+        model, info = onnx_precision.optimize(model, cfg.num_heads, cfg.embed_dim, cfg.depth)
+        logger.info("fused %d of %d layers' attention", info.fused_attention, info.layers)
+    elif options.precision in PRECISION_TRANSFORMS:
+        model, info = PRECISION_TRANSFORMS[options.precision](model)
+    if info is not None:
+        check_onnx(model)
+    return model, info
+
+
+def build_onnx(src: Source, options: ExportOptions) -> Built:
+    """The ONNX graph of ``src`` at ``options``' precision, checked; ``settings["opset"]`` picks the opset."""
+    opset = int(options.settings.get("opset", DEFAULT_OPSET))
+    model, exporter = export_fp32_model(src, opset)
+    model, info = convert(model, src, options)
+    metadata = {"opset": opset, **({"transform": info.notes()} if info else {})}
+    return Built(model, metadata, {"exporter": exporter, **(info.notes() if info else {})})
+
+
+def write_onnx_metadata(model: onnx.ModelProto, text: str) -> None:
+    """Put ``text`` into ``model.metadata_props`` under the contract's key, replacing an older value."""
+    kept = {p.key: p.value for p in model.metadata_props if p.key != METADATA_KEY}
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {**kept, METADATA_KEY: text})
+
+
+def save_onnx(model: onnx.ModelProto, out: Path) -> None:
+    """Save atomically as one file (no external data) and remove a stale ``<out>.data`` left beside it."""
+    def write(handle: IO[bytes]) -> None:
+        handle.write(model.SerializeToString())
+    atomic_write(out, write)
+    out.with_name(out.name + ".data").unlink(missing_ok=True)
+
+
+def read_onnx_metadata_text(path: Path) -> str | None:
+    """The metadata text of an ONNX file (weights are not loaded); None when it has none."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # onnx raises DecodeError / OSError variants
+        raise ArtifactError(f"{path}: not a readable ONNX file ({one_line(err)})") from err
+    return next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
+
+
+def write_onnx(model: onnx.ModelProto, src: Source, out: Path, options: ExportOptions | None = None,
+               transform: TransformInfo | None = None, opset: int = DEFAULT_OPSET) -> ExportResult:
+    """Write an already built graph (e.g. one derived by ``onnx_precision``) with its metadata, as ``ast-export
+    onnx`` would; for callers that hold a ModelProto (bench, tests)."""
+    metadata = {"opset": opset, **({"transform": transform.notes()} if transform else {})}
+    return write_artifact(FORMAT, Built(model, metadata), src, out, options or ExportOptions())
+
+
+FORMAT = ArtifactFormat(
+    name="onnx",
+    suffixes=(".onnx",),
+    summary="Export the scoring graph (frontend included) to one self-contained ONNX file.",
+    build=build_onnx,
+    write_metadata=write_onnx_metadata,
+    save=save_onnx,
+    read_metadata=read_onnx_metadata_text,
+    runners=onnx_runners,
+    tolerances={FP32: FP32_ORT, "fp16": REDUCED_PRECISION, "int8": REDUCED_PRECISION},
+    optimized_tolerance=FP32_ORT,
+    options=(click.Option(["--opset"], type=click.IntRange(min=MIN_OPSET), default=DEFAULT_OPSET,
+                          show_default=True, help="ONNX opset."),),
+)

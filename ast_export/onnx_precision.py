@@ -1,5 +1,5 @@
-"""ONNX variants derived from the checked fp32 graph: ``fp16`` (CUDA), ``int8`` (CPU) and an ORT-optimised fp32
-graph with fused attention.
+"""Reduced-precision and optimised ONNX graphs derived from the checked fp32 graph: ``fp16`` (CUDA), ``int8``
+(CPU) and an ORT-optimised fp32 graph with fused attention (``--optimize``).
 
 All three keep the frontend (mean removal, framing, matmul-DFT, power spectrum, mel matmul, log,
 normalisation, pad/crop) in fp32: the power spectrum spans ~1e-10..1e6 before the log, far beyond fp16's range,
@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 
 from ast_export.errors import ExportError
+from ast_export.spec import FP32
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +32,19 @@ OPTIMIZER_MODEL_TYPE = "vit"
 
 
 @dataclass
-class VariantInfo:
-    """What a variant transform did, for the log and the verify report."""
+class TransformInfo:
+    """What a precision conversion or the optimiser did, for the log and the metadata's ``transform``."""
 
     precision: str
+    optimized: bool
     frontend_nodes: int
     fused_attention: int | None = None
     layers: int | None = None
     fused_ops: dict[str, int] | None = None
+
+    def notes(self) -> dict[str, Any]:
+        """The fields that are set, as the metadata's ``transform`` holds them."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
 
 def name_nodes(model: onnx.ModelProto) -> None:
@@ -114,7 +121,7 @@ def dedupe_casts(model: onnx.ModelProto) -> int:
     return len(dupes)
 
 
-def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, VariantInfo]:
+def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, TransformInfo]:
     """fp16 weights and activations for the encoder; fp32 I/O, frontend and normalisation reductions.
 
     ``convert_float_to_float16`` wraps every blocked node in Cast(fp32)/Cast(fp16) pairs, so blocking the
@@ -138,10 +145,10 @@ def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, VariantInfo]:
     merged = onnx.helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
     merged.metadata_props.extend(model.metadata_props)
     OnnxModel(merged).topological_sort()
-    return merged, VariantInfo("fp16", len(frontend))
+    return merged, TransformInfo("fp16", False, len(frontend))
 
 
-def to_int8(model: onnx.ModelProto) -> tuple[onnx.ModelProto, VariantInfo]:
+def to_int8(model: onnx.ModelProto) -> tuple[onnx.ModelProto, TransformInfo]:
     """Dynamic int8 quantisation of the encoder's MatMul weights (per channel); frontend excluded."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -155,7 +162,7 @@ def to_int8(model: onnx.ModelProto) -> tuple[onnx.ModelProto, VariantInfo]:
                          weight_type=QuantType.QInt8, nodes_to_exclude=frontend,
                          extra_options={"MatMulConstBOnly": True})
         quantized = onnx.load(str(dst))
-    return quantized, VariantInfo("int8", len(frontend))
+    return quantized, TransformInfo("int8", False, len(frontend))
 
 
 def _count_fused(model: onnx.ModelProto) -> tuple[int, dict[str, int]]:
@@ -183,7 +190,7 @@ def _onnxscript_fusions(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def optimize(model: onnx.ModelProto, num_heads: int, hidden_size: int, depth: int
-             ) -> tuple[onnx.ModelProto, VariantInfo]:
+             ) -> tuple[onnx.ModelProto, TransformInfo]:
     """Fuse attention (and LayerNorm/Gelu) into ORT contrib ops; offline and EP-neutral.
 
     ORT's ``transformers.optimizer`` (model_type ``vit``) is tried first. Its attention patterns were written
@@ -210,4 +217,4 @@ def optimize(model: onnx.ModelProto, num_heads: int, hidden_size: int, depth: in
         if _count_fused(candidate)[0] > fused:
             best, (fused, stats) = candidate, _count_fused(candidate)
     logger.info("optimizer: fused %d attention subgraphs of %d layers (%s)", fused, depth, stats)
-    return best, VariantInfo("fp32-optimized", frontend, fused, depth, stats)
+    return best, TransformInfo(FP32, True, frontend, fused, depth, stats)

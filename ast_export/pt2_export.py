@@ -1,31 +1,74 @@
-"""``.pt2`` writer: ``torch.export.export`` with a dynamic batch ``Dim``, saved by ``torch.export.save`` with
-the metadata in ``extra_files`` (the TorchScript successor; load with ``torch.export.load``)."""
+"""``.pt2``: ``torch.export.export`` with a dynamic batch ``Dim``, saved by ``torch.export.save`` with the
+metadata in ``extra_files`` (the TorchScript successor; run back with ``torch.export.load``); and its record."""
 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import torch
 
-from ast_export.errors import ExportError
-from ast_export.metadata import build_metadata, pt2_extra_files
-from ast_export.source import ExportResult, Source, file_size
+from ast_export.artifact import ArtifactFormat, Built, ExtraFilesArtifact, write_extra_file_metadata
+from ast_export.errors import ArtifactError, ExportError
+from ast_export.options import ExportOptions
+from ast_export.runners import Runner, torch_runner
+from ast_export.source import Source
+from ast_export.spec import FP32, TORCH_SAME_KERNELS
+from serving.contract import METADATA_KEY, OUTPUT_NAMES, atomic_write, one_line
 
 logger = logging.getLogger(__name__)
 
 
-def export_pt2(src: Source, out: Path) -> ExportResult:
-    """Export ``src.model`` with ``torch.export`` (batch dynamic) and save it to ``out``."""
-    start = time.perf_counter()
+def build_pt2(src: Source, options: ExportOptions) -> Built:
+    """``torch.export`` of ``src.model`` with the batch dynamic (fp32; the format declares no other)."""
     try:
         program = torch.export.export(src.model, (src.spec.example_input(),),
                                       dynamic_shapes=src.spec.torch_dynamic_shapes(), strict=False)
     except Exception as err:  # torch.export raises UserError / constraint violations of many kinds
-        raise ExportError(f"torch.export failed: {type(err).__name__}: {str(err).splitlines()[0]}") from err
-    meta = build_metadata(src.wf, src.sha256, artifact_format="pt2")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, str(out), extra_files=pt2_extra_files(meta))
-    seconds = time.perf_counter() - start
-    return ExportResult(out, "pt2", "fp32", seconds, file_size(out), meta)
+        raise ExportError(f"torch.export failed: {type(err).__name__}: {one_line(err)}") from err
+    return Built(ExtraFilesArtifact(program))
+
+
+def save_pt2(artifact: ExtraFilesArtifact, out: Path) -> None:
+    """``torch.export.save`` with the extra files, atomically."""
+    atomic_write(out, lambda handle: torch.export.save(artifact.program, handle, extra_files=artifact.extra_files))
+
+
+def read_pt2_metadata_text(path: Path) -> str | None:
+    """The metadata text of a ``.pt2`` file, via ``torch.export.load(extra_files=...)``."""
+    extra = {METADATA_KEY: ""}
+    try:
+        torch.export.load(str(path), extra_files=extra)
+    except Exception as err:  # torch raises RuntimeError / zip errors
+        raise ArtifactError(f"{path}: not a readable .pt2 file ({one_line(err)})") from err
+    return extra[METADATA_KEY] or None
+
+
+def pt2_runner(path: Path) -> Runner:
+    """``torch.export.load`` -> ``.module()``; output names as the graph signature records them."""
+    program = torch.export.load(str(path))
+    names = [spec.arg.name for spec in program.graph_signature.output_specs]
+    runner = torch_runner("pt2", program.module(), list(OUTPUT_NAMES))
+    runner.output_names = list(OUTPUT_NAMES) if len(names) == len(OUTPUT_NAMES) else names
+    return runner
+
+
+def pt2_runners(path: Path, threads: int) -> tuple[list[Runner], list[str]]:
+    """The one ``.pt2`` runner (``threads`` is torch's global setting, left alone)."""
+    try:
+        return [pt2_runner(path)], []
+    except Exception as err:  # torch raises RuntimeError / zip / pickle errors
+        raise ArtifactError(f"{path}: cannot load it as pt2 ({one_line(err)})") from err
+
+
+FORMAT = ArtifactFormat(
+    name="pt2",
+    suffixes=(".pt2",),
+    summary="Export the scoring graph with torch.export (dynamic batch) to a .pt2 file.",
+    build=build_pt2,
+    write_metadata=write_extra_file_metadata,
+    save=save_pt2,
+    read_metadata=read_pt2_metadata_text,
+    runners=pt2_runners,
+    tolerances={FP32: TORCH_SAME_KERNELS},
+)

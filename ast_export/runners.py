@@ -1,7 +1,8 @@
 """Uniform callables over the eager model and each artifact kind: windows [B, S] -> {output name: array}.
 
 ORT CPU always; ORT CUDA (TF32 off, so fp32 parity holds) only when the CUDA EP is built in, a GPU is present,
-and the session really lands on it. TorchScript and ``.pt2`` run on CPU, as the eager reference does.
+and the session really lands on it. Torch formats build theirs with :func:`torch_runner` (CPU, as the eager
+reference runs); each format's record names its runner factory.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import onnxruntime as ort
 import torch
 
 from ast_export.errors import ArtifactError
-from ast_export.spec import INPUT_NAME, OUTPUT_NAMES
+from serving.contract import INPUT_NAME, OUTPUT_NAMES, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def onnx_runners(path: Path, threads: int = 0) -> tuple[list[Runner], list[str]]
     try:
         runners = [_ort_runner("ort-cpu", _ort_session(path, [CPU_EP], threads))]
     except Exception as err:  # ORT raises its own Fail/InvalidGraph types
-        raise ArtifactError(f"{path}: onnxruntime cannot load it ({str(err).splitlines()[0]})") from err
+        raise ArtifactError(f"{path}: onnxruntime cannot load it ({one_line(err)})") from err
     skipped = []
     if CUDA_EP not in ort.get_available_providers() or not gpu_present():
         skipped.append("ort-cuda: no CUDA EP or no GPU present")
@@ -86,7 +87,7 @@ def onnx_runners(path: Path, threads: int = 0) -> tuple[list[Runner], list[str]]
     try:
         sess = _ort_session(path, [(CUDA_EP, {"use_tf32": 0}), CPU_EP], threads)
     except Exception as err:  # a broken CUDA install surfaces only here
-        skipped.append(f"ort-cuda: session creation failed ({str(err).splitlines()[0]})")
+        skipped.append(f"ort-cuda: session creation failed ({one_line(err)})")
         logger.info("skipped %s", skipped[-1])
         return runners, skipped
     if sess.get_providers()[0] != CUDA_EP:
@@ -98,25 +99,10 @@ def onnx_runners(path: Path, threads: int = 0) -> tuple[list[Runner], list[str]]
     return runners, skipped
 
 
-def _torch_runner(name: str, module: Callable, out_names: list[str]) -> Runner:
+def torch_runner(name: str, module: Callable, out_names: list[str]) -> Runner:
+    """A runner over a loaded torch callable that returns the outputs as a tuple (CPU, no grad)."""
     def run(x: np.ndarray) -> list[np.ndarray]:
         with torch.no_grad():
             outs = module(torch.from_numpy(x))
         return [o.numpy() for o in outs]
     return Runner(name, [INPUT_NAME], out_names, run)
-
-
-def torchscript_runner(path: Path) -> Runner:
-    """``torch.jit.load`` on CPU. TorchScript has no output names: the tuple's order is the contract."""
-    module = torch.jit.load(str(path), map_location="cpu").eval()
-    return _torch_runner("torchscript", module, list(OUTPUT_NAMES))
-
-
-def pt2_runner(path: Path) -> Runner:
-    """``torch.export.load`` -> ``.module()``; output names as the graph signature records them."""
-    program = torch.export.load(str(path))
-    names = [spec.arg.name for spec in program.graph_signature.output_specs]
-    module = program.module()
-    runner = _torch_runner("pt2", module, list(OUTPUT_NAMES))
-    runner.output_names = list(OUTPUT_NAMES) if len(names) == len(OUTPUT_NAMES) else names
-    return runner

@@ -41,6 +41,7 @@ class ExportResult:
     size_bytes: int
     metadata: dict[str, Any]
     notes: dict[str, Any] = field(default_factory=dict)
+    optimized: bool = False
 
 
 def load_source(weights_path: str | os.PathLike, sha256: str | None = None) -> Source:

@@ -1,17 +1,20 @@
-"""TorchScript writer: ``torch.jit.trace`` with ``check_trace`` on a second batch size, metadata in
-``_extra_files``."""
+"""TorchScript: ``torch.jit.trace`` with ``check_trace`` on a second batch size, metadata in ``_extra_files``,
+run back with ``torch.jit.load`` on CPU; and its format record."""
 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import torch
 
-from ast_export.errors import ExportError
-from ast_export.metadata import build_metadata, torchscript_extra_files
-from ast_export.source import ExportResult, Source, file_size
+from ast_export.artifact import ArtifactFormat, Built, ExtraFilesArtifact, write_extra_file_metadata
+from ast_export.errors import ArtifactError, ExportError
+from ast_export.options import ExportOptions
+from ast_export.runners import Runner, torch_runner
+from ast_export.source import Source
+from ast_export.spec import FP32, TORCH_SAME_KERNELS
+from serving.contract import METADATA_KEY, OUTPUT_NAMES, atomic_write, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +25,8 @@ CHECK_BATCH = 3
 CHECK_TOLERANCE = 1e-5
 
 
-def export_torchscript(src: Source, out: Path) -> ExportResult:
-    """Trace ``src.model`` and save it to ``out`` with the metadata as an extra file."""
-    start = time.perf_counter()
+def build_torchscript(src: Source, options: ExportOptions) -> Built:
+    """Trace ``src.model`` (fp32; the format declares no other precision)."""
     example = src.spec.example_input()  # [2, S]
     checks = [(src.spec.example_input(batch=CHECK_BATCH, seed=1),)]  # [3, S]
     try:
@@ -32,10 +34,47 @@ def export_torchscript(src: Source, out: Path) -> ExportResult:
             traced = torch.jit.trace(src.model, (example,), check_trace=True, check_inputs=checks,
                                      check_tolerance=CHECK_TOLERANCE, strict=False)
     except torch.jit.TracingCheckError as err:
-        raise ExportError(f"TorchScript trace does not generalise across batch sizes: "
-                          f"{str(err).splitlines()[0]}") from err
-    meta = build_metadata(src.wf, src.sha256, artifact_format="torchscript")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(traced, str(out), _extra_files=torchscript_extra_files(meta))
-    seconds = time.perf_counter() - start
-    return ExportResult(out, "torchscript", "fp32", seconds, file_size(out), meta)
+        raise ExportError(f"TorchScript trace does not generalise across batch sizes: {one_line(err)}") from err
+    return Built(ExtraFilesArtifact(traced))
+
+
+def save_torchscript(artifact: ExtraFilesArtifact, out: Path) -> None:
+    """``torch.jit.save`` with the extra files, atomically."""
+    atomic_write(out, lambda handle: torch.jit.save(artifact.program, handle, _extra_files=artifact.extra_files))
+
+
+def read_torchscript_metadata_text(path: Path) -> str | None:
+    """The metadata text of a TorchScript file, via ``torch.jit.load(_extra_files=...)``."""
+    extra = {METADATA_KEY: ""}
+    try:
+        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as err:  # torch raises RuntimeError / ValueError variants
+        raise ArtifactError(f"{path}: not a readable TorchScript file ({one_line(err)})") from err
+    return extra[METADATA_KEY] or None
+
+
+def torchscript_runner(path: Path) -> Runner:
+    """``torch.jit.load`` on CPU. TorchScript has no output names: the tuple's order is the contract."""
+    module = torch.jit.load(str(path), map_location="cpu").eval()
+    return torch_runner("torchscript", module, list(OUTPUT_NAMES))
+
+
+def torchscript_runners(path: Path, threads: int) -> tuple[list[Runner], list[str]]:
+    """The one TorchScript runner (``threads`` is torch's global setting, left alone)."""
+    try:
+        return [torchscript_runner(path)], []
+    except Exception as err:  # torch raises RuntimeError / zip / pickle errors
+        raise ArtifactError(f"{path}: cannot load it as torchscript ({one_line(err)})") from err
+
+
+FORMAT = ArtifactFormat(
+    name="torchscript",
+    suffixes=(".ts", ".pt"),
+    summary="Export the scoring graph with torch.jit.trace (check_trace on a second batch size).",
+    build=build_torchscript,
+    write_metadata=write_extra_file_metadata,
+    save=save_torchscript,
+    read_metadata=read_torchscript_metadata_text,
+    runners=torchscript_runners,
+    tolerances={FP32: TORCH_SAME_KERNELS},
+)

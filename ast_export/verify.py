@@ -1,10 +1,13 @@
 """Parity of an artifact against the eager model it came from; a miss *fails* (optimum only warns).
 
 Order per runtime, as optimum validates: output names -> shapes -> values. Values are compared on a pool of
-real (or synthetic) audio windows plus noise, silence and full-scale clipping, at batch sizes 1, 3 and 8, and
-reported per (runtime, batch size, signal kind) with max abs / max rel diffs and top-1 agreement. Reduced
-precision variants are judged on decisions instead: top-1 agreement on held-out song windows and the song-level
-accuracy drop (max over windows, the shared scoring rule).
+real audio windows (or deterministic test signals) plus noise, silence, full-scale clipping and a chirp, at
+batch sizes 1, 3 and 8, and reported per (runtime, batch size, signal kind) with max abs / max rel diffs and
+top-1 agreement. Reduced precisions are judged on decisions instead: top-1 agreement on held-out song windows
+and the song-level accuracy drop (``serving.contract.song_scores``, the shared scoring rule).
+
+The format, its runners and its bar come from the artifact's record in ``registry`` (found by suffix); the
+precision from its metadata.
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from ast_export.errors import ArtifactError
-from ast_export.inputs import MAX_PARITY_WINDOWS, VerifyInputs, build_inputs
-from ast_export.metadata import artifact_format, read_metadata
-from ast_export.runners import Runner, eager_runner, onnx_runners, pt2_runner, torchscript_runner
+from ast_export.errors import ExportError
+from ast_export.metadata import artifact_precision
+from ast_export.options import VerifyOptions
+from ast_export.registry import format_for_path, read_metadata
+from ast_export.runners import Runner, eager_runner
 from ast_export.source import Source
-from ast_export.spec import INPUT_NAME, OUTPUT_NAMES, Tolerance, tolerance_for
+from ast_export.spec import Tolerance
+from ast_export.verify_inputs import Geometry, VerifyInputs, build_inputs
+from serving.contract import INPUT_NAME, OUTPUT_NAMES, atomic_write, one_line, song_scores
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +62,7 @@ class VerifyReport:
     artifact: str
     format: str
     precision: str
+    optimized: bool
     tolerance: dict[str, Any]
     audio_source: str
     heldout_source: str
@@ -92,7 +99,7 @@ def compare_values(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], tol: 
     p_abs, p_rel = _diffs(got["probs"], ref["probs"])
     e_abs, e_rel = _diffs(got["embedding"], ref["embedding"])
     agree = float(np.mean(got["probs"].argmax(1) == ref["probs"].argmax(1)))
-    exact = tol.max_accuracy_drop is None  # fp32 bars: top-1 identical on every window
+    exact = not tol.judged_on_decisions  # fp32 bars: top-1 identical on every window
     passed = _within(p_abs, tol.probs_max_abs) and _within(e_abs, tol.embedding_max_abs) and \
         (agree >= tol.min_top1_agreement or not exact)
     detail = (f"probs max abs {p_abs:.2e} (rel {p_rel:.2e}), embedding max abs {e_abs:.2e} "
@@ -150,8 +157,8 @@ def check_heldout(runner: Runner, eager: Runner, inputs: VerifyInputs, tol: Tole
         n_windows += len(got)
         if song.label is not None:
             labelled += 1
-            correct += int(got.max(0).argmax() == song.label)
-            correct_ref += int(ref.max(0).argmax() == song.label)
+            correct += int(song_scores(got).argmax() == song.label)
+            correct_ref += int(song_scores(ref).argmax() == song.label)
     rate = agree / max(n_windows, 1)
     checks = [Check(runner.name, "held-out top-1 agreement", rate >= tol.min_top1_agreement,
                     f"{rate:.2%} of {n_windows} windows ({inputs.heldout_source}), bar "
@@ -177,27 +184,22 @@ def check_metadata(meta: dict[str, Any], src: Source) -> Check:
     return Check("metadata", "metadata", ok, detail)
 
 
-def _runners(path: Path, fmt: str, threads: int) -> tuple[list[Runner], list[str]]:
-    if fmt == "onnx":
-        return onnx_runners(path, threads)
-    try:
-        return ([torchscript_runner(path)] if fmt == "torchscript" else [pt2_runner(path)]), []
-    except Exception as err:  # torch raises RuntimeError / zip / pickle errors
-        raise ArtifactError(f"{path}: cannot load it as {fmt} ({str(err).splitlines()[0]})") from err
+def verify_artifact(path: Path, src: Source, options: VerifyOptions | None = None) -> VerifyReport:
+    """Compare the artifact at ``path`` with ``src``'s eager model; see the module docstring.
 
-
-def verify_artifact(path: Path, src: Source, audio: list[Path] | None = None, manifest: Path | None = None,
-                    threads: int = 0, max_windows: int = MAX_PARITY_WINDOWS) -> VerifyReport:
-    """Compare the artifact at ``path`` with ``src``'s eager model; see the module docstring."""
-    fmt, meta = artifact_format(path), read_metadata(path)
-    precision = str(meta.get("precision", "fp32"))
-    tol = tolerance_for(fmt, precision)
-    runners, skipped = _runners(path, fmt, threads)
-    inputs = build_inputs(src.wf.fbank_config.sample_rate, src.spec.window_samples, int(meta["hop_samples"]),
-                          list(src.wf.labels), audio, manifest, want_heldout=tol.max_accuracy_drop is not None,
-                          max_windows=max_windows)
-    report = VerifyReport(str(path), fmt, precision, asdict(tol), inputs.audio_source, inputs.heldout_source,
-                          skipped=skipped)
+    Raises:
+        ArtifactError: unknown suffix, unreadable file or metadata, or a precision the format does not declare.
+        VerifyInputError: nothing to compare on (no ``--audio`` file decodes, an unreadable ``--manifest``).
+    """
+    options = options or VerifyOptions()
+    fmt, meta = format_for_path(path), read_metadata(path)
+    precision, optimized = artifact_precision(meta)
+    tol = fmt.tolerance(precision, optimized)
+    runners, skipped = fmt.runners(path, options.threads)
+    geo = Geometry(src.wf.fbank_config.sample_rate, src.spec.window_samples, int(meta["hop_samples"]))
+    inputs = build_inputs(geo, list(src.wf.labels), options, want_heldout=tol.judged_on_decisions)
+    report = VerifyReport(str(path), fmt.name, precision, optimized, asdict(tol), inputs.audio_source,
+                          inputs.heldout_source, skipped=skipped)
     report.checks.append(check_metadata(meta, src))
     eager = eager_runner(src.model)
     for runner in runners:
@@ -210,10 +212,19 @@ def verify_artifact(path: Path, src: Source, audio: list[Path] | None = None, ma
 
 
 def write_report(report: VerifyReport, path: Path) -> None:
-    """Write the JSON report (creating parent folders)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.to_json(), indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    """Write the JSON report atomically (creating parent folders).
+
+    Raises:
+        ExportError: ``path`` cannot be written.
+    """
+    text = json.dumps(report.to_json(), indent=2, allow_nan=True) + "\n"
+    try:
+        atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+    except OSError as err:  # the user's to fix: say where and what
+        raise ExportError(f"{path}: cannot write the verify report ({one_line(err)}); choose another --report "
+                          "or make its folder writable") from err
 
 
 def default_report_path(artifact: Path) -> Path:
+    """``<artifact>.verify.json`` beside the artifact."""
     return artifact.with_name(artifact.name + ".verify.json")

@@ -1,8 +1,8 @@
 """Exported artifacts for the bench, cached under bench/.cache/<config>-<seed>-<source digest>/.
 
 Everything comes from ast_export's Python API: the fp32 graph is exported once (``export_fp32_model``) and
-the optimised / int8 / fp16 graphs are derived from it with ``ast_export.variants``, then written with
-``write_onnx`` (metadata + checks), exactly as ``ast-export onnx [--optimize|--int8|--fp16]`` does, minus
+the optimised / int8 / fp16 graphs are derived from it with ``ast_export.onnx_precision``, then written with
+``write_onnx`` (metadata + checks), exactly as ``ast-export onnx [--optimize|--precision int8|fp16]`` does, minus
 the parity verification (the bench measures agreement itself). Should a variant fail in ast_export, the
 bench derives it locally with ORT's tools and says so in the export log (``bench-local: ...``).
 ``onnx_int8_pc`` is always bench-local: int8 of the *fused* graph (per-channel, reduce_range off for VNNI,
@@ -58,45 +58,45 @@ def _fp32_model(weights: Path) -> object:
     return _FP32[weights]
 
 
-def _write(weights: Path, model: object, out: Path, precision: str, notes: dict | None = None) -> None:
+def _write(weights: Path, model: object, out: Path, info: object | None = None) -> None:
     from ast_export.onnx_export import write_onnx
-    from ast_export.spec import DEFAULT_OPSET
+    from ast_export.options import ExportOptions
 
-    write_onnx(model, _source(weights), out, precision=precision, opset=DEFAULT_OPSET,
-               extra={"variant": notes} if notes else None)
+    options = ExportOptions(info.precision, info.optimized) if info is not None else ExportOptions()
+    write_onnx(model, _source(weights), out, options, transform=info)
 
 
 def _onnx(bm: BenchModel, out: Path) -> str:
-    _write(bm.weights, _fp32_model(bm.weights), out, "fp32")
+    _write(bm.weights, _fp32_model(bm.weights), out)
     return "ast_export export_fp32_model + write_onnx"
 
 
 def _torchscript(bm: BenchModel, out: Path) -> str:
+    from ast_export.options import ExportOptions
+    from ast_export.registry import get_format
     from ast_export.source import load_source
-    from ast_export.torchscript_export import export_torchscript
+    from ast_export.writer import export_artifact
 
-    # A fresh Source: the ONNX export switched the cached Source's model to explicit (unfused) attention
-    # for ORT's optimizer; `ast-export torchscript` traces the model as loaded (SDPA), and so must we.
-    export_torchscript(load_source(bm.weights), out)
-    return "ast_export.torchscript_export.export_torchscript (fresh Source)"
+    # A fresh Source: `ast-export torchscript` traces the model as loaded (SDPA), and so must we.
+    export_artifact(get_format("torchscript"), load_source(bm.weights), out, ExportOptions())
+    return "ast_export.writer.export_artifact torchscript (fresh Source)"
 
 
 def _variant(precision: str, local: Callable[[BenchModel, Path], str]) -> Callable[[BenchModel, Path], str]:
-    """ast_export.variants' transform for ``precision``; the bench-local one if ast_export lacks/fails it."""
+    """ast_export.onnx_precision's transform for ``precision``; the bench-local one if ast_export lacks/fails it."""
 
     def build(bm: BenchModel, out: Path) -> str:
         try:
-            from ast_export import variants
+            from ast_export import onnx_precision
 
             cfg = bm.ast_cfg
             fp32 = _fp32_model(bm.weights)
             if precision == "fp32-optimized":
-                model, info = variants.optimize(fp32, cfg.num_heads, cfg.embed_dim, cfg.depth)
+                model, info = onnx_precision.optimize(fp32, cfg.num_heads, cfg.embed_dim, cfg.depth)
             else:
-                model, info = getattr(variants, f"to_{precision}")(fp32)
-            notes = {k: v for k, v in vars(info).items() if v is not None}
-            _write(bm.weights, model, out, precision, notes)
-            return f"ast_export.variants ({precision}): {notes}"
+                model, info = getattr(onnx_precision, f"to_{precision}")(fp32)
+            _write(bm.weights, model, out, info)
+            return f"ast_export.onnx_precision ({precision}): {info.notes()}"
         except Exception as err:  # noqa: BLE001 - exporter lacks the variant or failed: derive locally
             log.warning("ast_export %s variant failed (%s); deriving locally", precision, str(err)[:300])
             return f"ast_export failed ({type(err).__name__}: {str(err)[:160]}); " + local(bm, out)

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import click
 
-from ast_export.commands import one_line_errors, sha256_option
-from ast_export.import_files import HF_WEIGHT_FILES
-from ast_export.importers import ImportOptions, import_hf, import_official
+from ast_export.cli_common import one_line_errors, sha256_option
+from ast_export.errors import ExportError
+from ast_export.importers.files import HF_WEIGHT_FILES
+from ast_export.importers.remap import ImportOptions, import_hf, import_official
 from models.hub import is_url, resolve_weights
 from models.weights import save_weights
+from serving.contract import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,10 @@ def import_cmd(fmt: str, path: str, out: Path, labels_csv: Path | None, sha256: 
         wf = import_official(local, options)
         if is_url(path):
             wf.train["imported_from"]["url"] = path
-    save_weights(out, wf)
+    try:
+        save_weights(out, wf)
+    except OSError as err:  # an unwritable --out is the user's to fix, not a bug
+        raise ExportError(f"{out}: cannot write the weights file ({one_line(err)}); choose another --out") from err
     logger.info("%s: %d classes (%s ...), %d frames per window", out, len(wf.labels),
                 ", ".join(wf.labels[:3]), wf.model_config.target_frames)
     click.echo(str(out))

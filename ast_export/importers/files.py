@@ -1,5 +1,5 @@
 """Files and labels for ``ast-export import``: transformers checkpoint folders, torch ``.pth`` files, AudioSet
-label CSVs, and the feature extractor's norm stats. Split from ``importers`` (which holds the remapping)."""
+label CSVs, and the feature extractor's norm stats. Split from ``remap`` (which holds the remapping)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from typing import Any
 
 import torch
 
+from ast_export.errors import CheckpointImportError
 from models import AUDIOSET_MEAN, AUDIOSET_STD
+from serving.contract import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -22,14 +24,21 @@ SAMPLE_RATE = 16000
 MAX_DETAIL_CHARS = 200
 
 
-class CheckpointImportError(ValueError):
-    """A checkpoint cannot be converted (unknown layout, missing tensors, inconsistent options)."""
+def read_json(path: Path) -> Any:
+    """A checkpoint's JSON file; unreadable or malformed files are one :class:`CheckpointImportError`."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointImportError(f"{path}: cannot read it as JSON ({one_line(exc)})") from exc
 
 
 def read_label_csv(path: str | Path) -> list[str]:
     """``display_name`` column of an AudioSet-style ``index,mid,display_name`` CSV, in index order."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CheckpointImportError(f"{path}: cannot read the label CSV ({one_line(exc)})") from exc
     if not rows or "display_name" not in rows[0] or "index" not in rows[0]:
         raise CheckpointImportError(f"{path}: expected a CSV with columns index,mid,display_name")
     try:
@@ -71,7 +80,10 @@ def _load_tensor_file(path: Path) -> dict[str, torch.Tensor]:
     except ImportError as exc:  # a test extra today; see the README
         raise CheckpointImportError("reading .safetensors needs the 'safetensors' package "
                                     "(pip install safetensors)") from exc
-    return load_file(str(path), device="cpu")
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
+        raise CheckpointImportError(f"{path}: cannot read safetensors ({one_line(exc)})") from exc
 
 
 def read_hf_tensors(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
@@ -81,7 +93,7 @@ def read_hf_tensors(folder: Path) -> tuple[dict[str, torch.Tensor], Path]:
             return _load_tensor_file(folder / name), folder / name
     for name in HF_INDEX_FILES:
         if (folder / name).is_file():
-            weight_map = json.loads((folder / name).read_text())["weight_map"]
+            weight_map = read_json(folder / name)["weight_map"]
             state: dict[str, torch.Tensor] = {}
             for shard in sorted(set(weight_map.values())):
                 state.update(_load_tensor_file(folder / shard))
@@ -95,7 +107,7 @@ def hf_norm_stats(folder: Path) -> tuple[float, float]:
     if not path.is_file():
         logger.info("no %s; using the AudioSet norm stats", HF_PREPROCESSOR)
         return AUDIOSET_MEAN, AUDIOSET_STD
-    pre = json.loads(path.read_text())
+    pre = read_json(path)
     if int(pre.get("sampling_rate", SAMPLE_RATE)) != SAMPLE_RATE:
         raise CheckpointImportError(f"{path}: sampling_rate {pre['sampling_rate']} (only {SAMPLE_RATE} Hz)")
     if not pre.get("do_normalize", True):

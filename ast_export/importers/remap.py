@@ -29,7 +29,6 @@ AudioSet's ``class_labels_indices.csv`` format (``index,mid,display_name``) is g
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -38,10 +37,11 @@ from typing import Any
 
 import torch
 
-from ast_export.import_files import (
-    CheckpointImportError,
+from ast_export.errors import CheckpointImportError
+from ast_export.importers.files import (
     hf_norm_stats,
     read_hf_tensors,
+    read_json,
     read_label_csv,
     torch_load_dict,
     unique_labels,
@@ -277,7 +277,7 @@ def import_hf(folder: str | Path, options: ImportOptions | None = None) -> Weigh
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise CheckpointImportError(f"{folder}: not a Hugging Face checkpoint folder (no config.json)")
-    config = json.loads((folder / "config.json").read_text())
+    config = read_json(folder / "config.json")
     raw, weights_file = read_hf_tensors(folder)
     if "classifier.dense.weight" not in raw:
         raise CheckpointImportError(f"{folder}: no classifier head (an ASTModel, not ASTForAudioClassification)")

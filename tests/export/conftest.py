@@ -65,6 +65,5 @@ def fp32_graph(source: Source) -> onnx.ModelProto:
 @pytest.fixture(scope="session")
 def onnx_path(fp32_graph: onnx.ModelProto, source: Source, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("onnx") / "modelo_audio.onnx"
-    write_onnx(onnx.ModelProto.FromString(fp32_graph.SerializeToString()), source, out, precision="fp32",
-               opset=DEFAULT_OPSET)
+    write_onnx(onnx.ModelProto.FromString(fp32_graph.SerializeToString()), source, out)
     return out

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from ast_export.cli import main
-from ast_export.commands import default_out
-from ast_export.metadata import read_onnx_metadata
+from ast_export.pipeline import default_out
+from ast_export.registry import read_metadata
 from models.hub import cached_path, file_sha256
 from tests.loopback import folder_handler, loopback_server
 
@@ -29,7 +29,7 @@ def test_default_out_paths(weights: Path) -> None:
     assert default_out(weights, "onnx") == weights.with_name("modelo_audio.onnx")
     assert default_out(weights, "onnx", "int8").name == "modelo_audio.int8.onnx"
     assert default_out(weights, "onnx", "fp16").name == "modelo_audio.fp16.onnx"
-    assert default_out(weights, "onnx", "fp32-optimized").name == "modelo_audio.opt.onnx"
+    assert default_out(weights, "onnx", optimize=True).name == "modelo_audio.opt.onnx"
     assert default_out(weights, "torchscript").name == "modelo_audio.ts"
     assert default_out(weights, "pt2").name == "modelo_audio.pt2"
     assert default_out("https://host/v1/ast.pth?dl=1", "onnx", "int8") == Path.cwd() / "ast.int8.onnx"
@@ -82,7 +82,7 @@ def test_cli_export_onnx_from_url(weights: Path, tmp_path: Path, monkeypatch: py
     assert code == 0, err
     out = tmp_path / "modelo_audio.onnx"  # the cwd (see conftest), named after the URL
     assert stdout.strip() == str(out) and out.exists()
-    assert read_onnx_metadata(out)["weights_sha256"] == sha
+    assert read_metadata(out)["weights_sha256"] == sha
     assert [p.name for p in (tmp_path / "xdg" / "ast-sampleid").iterdir()] == [cached_path(url).name]
     code, stdout, err = _run("verify", str(out), "--weights", url)  # server gone: served from the cache
     assert code == 0, err

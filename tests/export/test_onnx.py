@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from ast_export.errors import ExportError
-from ast_export.inputs import edge_windows, synth_music
-from ast_export.metadata import METADATA_KEY, read_onnx_metadata
 from ast_export.onnx_export import check_onnx, export_fp32_model, forbidden_nodes, write_onnx
+from ast_export.registry import read_metadata
 from ast_export.runners import CUDA_EP, eager_runner, gpu_present, onnx_runners
+from ast_export.signals import edge_windows, signal_song
 from ast_export.source import Source, eager_attention, load_source
-from ast_export.spec import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAMES
+from ast_export.spec import DEFAULT_OPSET
+from serving.contract import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES
 from tests.export.conftest import LABELS, random_weights
 from tests.tolerances import ORT_EMBED_MAX_ABS, ORT_PROBS_MAX_ABS
 
@@ -24,11 +25,11 @@ BATCH_SIZES = (1, 3, 8)
 
 
 def _windows(source: Source, n: int = 8) -> np.ndarray:
-    """Music-like windows plus noise, silence and full-scale clipping: [n + 3, S]."""
+    """Test-signal windows (chords, a chirp, noise) plus noise, silence, clipping and a chirp: [n + 4, S]."""
     s = source.spec.window_samples
-    music = synth_music(s * n // 2 + s, 16000, seed=7)
+    song = signal_song(7, 16000, seconds=(s * n // 2 + s) / 16000)
     hop = s // 2
-    windows = np.stack([music[i * hop:i * hop + s] for i in range(n)])
+    windows = np.stack([song[i * hop:i * hop + s] for i in range(n)])
     edges, _ = edge_windows(s, 16000)
     return np.concatenate([windows, edges]).astype(np.float32)
 
@@ -43,7 +44,7 @@ def test_no_dft_node_and_checker_passes(onnx_path: Path) -> None:
 
 
 def test_metadata_and_io(onnx_path: Path, source: Source) -> None:
-    meta = read_onnx_metadata(onnx_path)
+    meta = read_metadata(onnx_path)
     assert meta["labels"] == LABELS and meta["sample_rate"] == 16000
     assert meta["window_samples"] == source.spec.window_samples
     assert meta["hop_samples"] == source.spec.window_samples // 2
@@ -76,7 +77,7 @@ def test_avg_pool_model_exports_with_parity(tmp_path: Path) -> None:
     source = load_source(random_weights(tmp_path / "avg.pth", global_pool="avg"))
     model, _ = export_fp32_model(source, DEFAULT_OPSET)
     out = tmp_path / "avg.onnx"
-    write_onnx(model, source, out, precision="fp32", opset=DEFAULT_OPSET)
+    write_onnx(model, source, out)
     x = _windows(source)[:3]
     got, ref = onnx_runners(out, threads=1)[0][0](x), eager_runner(source.model)(x)
     assert np.abs(got["probs"] - ref["probs"]).max() <= ORT_PROBS_MAX_ABS

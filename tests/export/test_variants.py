@@ -1,4 +1,4 @@
-"""fp16 / int8 / optimised ONNX variants: they export, keep the frontend in fp32, and pass verification."""
+"""fp16 / int8 / optimised ONNX graphs: they export, keep the frontend in fp32, and pass verification."""
 
 from __future__ import annotations
 
@@ -8,23 +8,24 @@ from pathlib import Path
 import onnx
 import pytest
 
-from ast_export import variants
-from ast_export.metadata import read_onnx_metadata
+from ast_export import onnx_precision
+from ast_export.metadata import artifact_precision
 from ast_export.onnx_export import forbidden_nodes, write_onnx
+from ast_export.options import ExportOptions, VerifyOptions
+from ast_export.registry import read_metadata
 from ast_export.source import Source
-from ast_export.spec import DEFAULT_OPSET
 from ast_export.verify import verify_artifact
 from tests.export.conftest import TINY_DEPTH
 from tests.tolerances import VARIANT_TOP1_AGREEMENT
 
 
-def _derive(name: str, graph: onnx.ModelProto, source: Source) -> tuple[onnx.ModelProto, variants.VariantInfo]:
+def _derive(name: str, graph: onnx.ModelProto, source: Source) -> tuple[onnx.ModelProto, onnx_precision.TransformInfo]:
     cfg = source.wf.model_config
     if name == "fp16":
-        return variants.to_fp16(graph)
+        return onnx_precision.to_fp16(graph)
     if name == "int8":
-        return variants.to_int8(graph)
-    return variants.optimize(graph, cfg.num_heads, cfg.embed_dim, cfg.depth)
+        return onnx_precision.to_int8(graph)
+    return onnx_precision.optimize(graph, cfg.num_heads, cfg.embed_dim, cfg.depth)
 
 
 @pytest.mark.parametrize("name", ["fp16", "int8", "optimize"])
@@ -34,9 +35,11 @@ def test_variant_exports_and_verifies(name: str, fp32_graph: onnx.ModelProto, so
     assert info.frontend_nodes > 0
     assert forbidden_nodes(model) == []
     out = tmp_path / f"modelo_audio.{name}.onnx"
-    write_onnx(model, source, out, precision=info.precision, opset=DEFAULT_OPSET)
-    assert read_onnx_metadata(out)["precision"] == info.precision
-    report = verify_artifact(out, source, threads=1)
+    write_onnx(model, source, out, ExportOptions(info.precision, info.optimized), transform=info)
+    meta = read_metadata(out)
+    assert artifact_precision(meta) == (info.precision, info.optimized) == (meta["precision"], meta["optimized"])
+    assert meta["transform"]["frontend_nodes"] == info.frontend_nodes
+    report = verify_artifact(out, source, VerifyOptions(threads=1))
     assert report.passed, [c for c in report.checks if not c.passed]
     heldout = [c for c in report.checks if c.name == "held-out top-1 agreement"]
     if info.precision in ("fp16", "int8"):
@@ -47,8 +50,8 @@ def test_variant_exports_and_verifies(name: str, fp32_graph: onnx.ModelProto, so
 
 
 def test_frontend_stays_fp32_in_fp16(fp32_graph: onnx.ModelProto) -> None:
-    model, _ = variants.to_fp16(fp32_graph)
-    frontend = set(variants.frontend_node_names(fp32_graph))
+    model, _ = onnx_precision.to_fp16(fp32_graph)
+    frontend = set(onnx_precision.frontend_node_names(fp32_graph))
     before = {n.name: list(n.input) for n in fp32_graph.graph.node if n.name in frontend}
     after = {n.name: list(n.input) for n in model.graph.node if n.name in frontend}
     assert after == before  # same nodes reading the same tensors: no Cast slipped into the frontend
@@ -59,8 +62,8 @@ def test_frontend_stays_fp32_in_fp16(fp32_graph: onnx.ModelProto) -> None:
 
 
 def test_int8_quantises_encoder_matmuls_only(fp32_graph: onnx.ModelProto) -> None:
-    model, _ = variants.to_int8(fp32_graph)
+    model, _ = onnx_precision.to_int8(fp32_graph)
     ops = Counter(n.op_type for n in model.graph.node)
     assert ops["DynamicQuantizeLinear"] + ops["MatMulInteger"] + ops["DynamicQuantizeMatMul"] > 0
-    frontend = set(variants.frontend_node_names(fp32_graph))
+    frontend = set(onnx_precision.frontend_node_names(fp32_graph))
     assert any(n.op_type == "MatMul" and n.name in frontend for n in model.graph.node)
