@@ -1,0 +1,62 @@
+"""serving.vectors: the FAISS store (flat, IVF-PQ past the threshold), its files, and refusal of broken ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serving import vectors
+from serving.catalogue_format import CatalogueError
+from serving.vectors import FaissStore
+
+DIM = 32
+
+
+def _unit(n: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_flat_search_exclude_and_round_trip(tmp_path: Path) -> None:
+    store = FaissStore(DIM)
+    vecs = _unit(200)
+    store.add(np.arange(100, 300), vecs)
+    assert store.ntotal == 200 and store.kind == "flat" and store.nbytes == 200 * (DIM * 4 + 8)
+    sims, ids = store.search(vecs[:5], 3)
+    assert ids[:, 0].tolist() == [100, 101, 102, 103, 104] and np.allclose(sims[:, 0], 1.0, atol=1e-5)
+    _, ids = store.search(vecs[:5], 3, exclude=(100, 150))
+    assert not ((ids >= 100) & (ids < 150)).any()
+    store.save(tmp_path, "v.faiss")
+    again = FaissStore.load(tmp_path, "v.faiss", DIM)
+    assert again.ntotal == 200 and again.search(vecs[7:8], 1)[1][0, 0] == 107
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_ivfpq_past_the_threshold(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(vectors, "FLAT_MAX_VECTORS", 1000)
+    store = FaissStore(DIM)
+    vecs = _unit(3000, seed=1)
+    store.add(np.arange(800), vecs[:800])
+    assert store.kind == "flat"
+    store.add(np.arange(800, 3000), vecs[800:])  # grows past the threshold: retrained as IVF-PQ
+    assert store.kind == "ivfpq" and store.ntotal == 3000 and store.nbytes < 3000 * DIM * 4
+    _, ids = store.search(vecs[:200], 5)
+    assert (ids == np.arange(200)[:, None]).any(axis=1).mean() > 0.8  # approximate, but finds itself
+    store.save(tmp_path, "ivf.faiss")
+    assert FaissStore.load(tmp_path, "ivf.faiss", DIM).kind == "ivfpq"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_broken_index_file_is_one_line(tmp_path: Path, damage: str) -> None:
+    store = FaissStore(DIM)
+    store.add(np.arange(50), _unit(50))
+    path = store.save(tmp_path, "v.faiss")
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"not an index" * 40, "empty": b""}[damage])
+    with pytest.raises(CatalogueError) as err:
+        FaissStore.load(tmp_path, "v.faiss", DIM)
+    assert "\n" not in str(err.value) and "v.faiss" in str(err.value)
+    with pytest.raises(CatalogueError, match="missing"):
+        FaissStore.load(tmp_path, "absent.faiss", DIM)
