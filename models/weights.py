@@ -26,16 +26,14 @@ import torch
 from models.config import ASTConfig, FbankConfig, ast_config_from_dict, config_to_dict, fbank_config_from_dict
 from models.hub import file_sha256
 from models.scoring import ScoringModel
-from serving.contract import atomic_write
+from serving.contract import atomic_write, one_line
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FORMAT = "ast-sampleid/1"
 REQUIRED_KEYS = ("format", "model_config", "fbank_config", "labels", "norm", "state_dict", "train")
-MAX_MESSAGE_CHARS = 300
 # The base types' own conversions: they give the plain type even when a subclass overrides __str__ & co.
 PLAIN_SCALARS = {str: str.__str__, int: int.__int__, float: float.__float__}
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class WeightsError(ValueError):
@@ -85,11 +83,11 @@ def load_weights(path: str | os.PathLike) -> WeightsFile:
             f"({_unpickler_reason(exc)}); re-save it with plain values only"
         ) from exc
     except Exception as exc:  # noqa: BLE001 - any failure to read is a bad weights file
-        raise WeightsError(f"{path}: cannot read weights file ({_one_line(exc)})") from exc
+        raise WeightsError(f"{path}: cannot read weights file ({one_line(exc)})") from exc
     try:
         return _from_payload(data)
     except (KeyError, TypeError, ValueError) as exc:
-        raise WeightsError(f"{path}: {_one_line(exc)}") from exc
+        raise WeightsError(f"{path}: {one_line(exc)}") from exc
 
 
 def build_scoring_model(wf: WeightsFile) -> ScoringModel:
@@ -102,7 +100,7 @@ def build_scoring_model(wf: WeightsFile) -> ScoringModel:
     try:
         model.ast.load_state_dict(wf.state_dict, strict=True)
     except RuntimeError as exc:
-        raise WeightsError(f"state_dict does not fit the model config: {_one_line(exc)}") from exc
+        raise WeightsError(f"state_dict does not fit the model config: {one_line(exc)}") from exc
     return model.eval()
 
 
@@ -201,11 +199,5 @@ def _plain_key(key: Any, where: str) -> str | int:
 
 def _unpickler_reason(exc: BaseException) -> str:
     """The useful sentence of torch's long weights_only refusal (e.g. "Unsupported global: ...")."""
-    text = _one_line(exc, limit=10 * MAX_MESSAGE_CHARS)
-    found = re.search(r"WeightsUnpickler error: ([^.]*)", text)
-    return found.group(1).strip() if found else _one_line(exc)
-
-
-def _one_line(exc: BaseException, limit: int = MAX_MESSAGE_CHARS) -> str:
-    text = ANSI_ESCAPE.sub("", " ".join(str(exc).split())) or type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    found = re.search(r"WeightsUnpickler error: ([^.]*)", " ".join(str(exc).split()))
+    return found.group(1).strip() if found else one_line(exc)

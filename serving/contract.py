@@ -23,6 +23,7 @@ import glob
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -53,6 +54,8 @@ REQUIRED_INTS = ("sample_rate", "window_samples", "hop_samples")
 
 # ----------------------------------------------------------------------------------------- output rounding
 TIME_DECIMALS = 3  # seconds: 1 ms
+MAX_MESSAGE_CHARS = 300  # one-line error messages are cut here
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")  # colour codes some libraries put into messages
 SCORE_DECIMALS = 4
 
 
@@ -192,10 +195,12 @@ def round_score(score: float) -> float:
 
 
 # ----------------------------------------------------------------------------------------- shared helpers
-def one_line(err: BaseException) -> str:
-    """The first non-empty line of an exception's text (its type name when it has none)."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    return lines[0] if lines else type(err).__name__
+def one_line(err: BaseException, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """The first non-empty line of an exception's text, without terminal colour codes and at most ``limit``
+    characters (its type name when it has no text): what every CLI prints after ``path:``."""
+    lines = [ln.strip() for ln in ANSI_ESCAPE.sub("", str(err)).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
