@@ -23,14 +23,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from models.hub import sha256_option_callback
 from serving.contract import log_to_stderr
 from training.config import DEFAULT_PRESET, DEVICES, PRESETS, load_config_file, make_config
 from training.errors import error_line
+
+if TYPE_CHECKING:
+    from training.train import TrainRequest
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,13 @@ def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def _sha256_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``models.hub``'s check of ``--init-sha256``, imported only when the option is used (torch is heavy)."""
+    from models.hub import sha256_option_callback
+
+    return sha256_option_callback(ctx, param, value)
+
+
 def usage_errors() -> tuple[type[BaseException], ...]:
     """The typed errors that mean "bad input" (exit code 2); imported late to keep ``--help`` fast."""
     from models import WeightsError
@@ -106,14 +115,14 @@ def _preset_choice(preset: str | None, legacy: str | None) -> str | None:
 
 
 def build_request(manifest: Path, out_dir: Path, preset: str | None, config_file: Path | None,
-                  options: dict[str, Any], **modes: Any) -> Any:
+                  options: dict[str, Any], **modes: Any) -> TrainRequest:
     """The :class:`~training.train.TrainRequest` of the command line (``modes``: init_from, init_sha256,
     resume).
 
     Raises:
         training.errors.ConfigError: a bad ``--config-file`` or value.
     """
-    from training.train import TrainRequest  # heavy imports after --help
+    from training.train import TrainRequest  # noqa: F811 - heavy imports after --help
 
     from_file = load_config_file(config_file) if config_file is not None else {}
     chosen = preset or from_file.get("preset")
@@ -137,7 +146,7 @@ def build_request(manifest: Path, out_dir: Path, preset: str | None, config_file
               help="JSON or TOML file of TrainConfig fields ('augment': a table of AugmentConfig fields); "
                    "options override it.")
 @click.option("--init-from", type=str, default=None, help="Weights file (or URL) to start from.")
-@click.option("--init-sha256", type=str, default=None, callback=sha256_option_callback,
+@click.option("--init-sha256", type=str, default=None, callback=_sha256_callback,
               help="Expected SHA-256 of the --init-from file.")
 @click.option("--resume", is_flag=True,
               help="Continue from OUT/checkpoint.pt after its last epoch, with its config; only --epochs, "
