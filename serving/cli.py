@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from serving.backends import BACKENDS, PRECISIONS
 from serving.contract import ModelError, log_to_stderr
 from serving.identify import IdentifyOptions, display_path, identify
 from serving.matches import MatchOptions
@@ -28,6 +29,7 @@ DEMO_MODEL = os.path.join("runs", "demo", "modelo_audio.onnx")
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_BATCH = 16
 MAX_BATCH = 1024  # a batch is preallocated: 1024 base-model windows are ~670 MB
+BENCH_FORMATS = ("table", "json")
 
 MODEL_HELP = (f"Exported .onnx model. Default: ${MODEL_ENV} if set, else {DEMO_MODEL} (relative to the "
               "current directory, what `make demo` writes).")
@@ -44,18 +46,36 @@ def _model_options(func: Callable) -> Callable:
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                      help="auto: CUDA when it works, else CPU (one log line says which)."),
         click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="ONNX Runtime intra-op threads (0 = all cores)."),
+                     help="Inference threads (0 = all cores)."),
+        # --backend/--precision reach _open_session through the click context (not as parameters), so every
+        # command built on these options gets them without changing its signature.
+        click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                     expose_value=False, callback=_remember,
+                     help="auto: ORT CUDA when a GPU works, else the fastest CPU choice for this CPU's flags "
+                          "(one log line says which and why); ort: ONNX Runtime; openvino: OpenVINO CPU."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+                     expose_value=False, callback=_remember,
+                     help="Compute precision. auto: the export's, or the CPU rule's with --backend auto. "
+                          "bf16/fp16: OpenVINO; int8: an int8 export.")
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    ctx.meta[f"ast_serve.{param.name}"] = value
+    return value
+
+
 def _open_session(model: str | None, device: str, threads: int) -> ModelSession:
-    """Create the session or exit 2 with a one-line error."""
+    """Create the session (with the command's --backend/--precision) or exit 2 with a one-line error."""
     path = model or default_model()
+    meta = click.get_current_context().meta
+    backend, precision = meta.get("ast_serve.backend", "auto"), meta.get("ast_serve.precision", "auto")
     try:
-        return ModelSession(path, SessionOptions(device=device, intra_threads=threads))
+        return ModelSession(path, SessionOptions(device=device, intra_threads=threads, backend=backend,
+                                                 precision=precision))
     except ModelError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_USAGE)
@@ -166,20 +186,29 @@ def info(model: str | None, device: str, threads: int, as_json: bool) -> None:
 @click.option("--seconds", type=click.FloatRange(min=0.0, min_open=True), default=10.0, show_default=True,
               help="How long to run on synthetic windows.")
 @click.option("--files", multiple=True, type=click.Path(readable=False), help="Bench the whole identify path (decoding "
-              "included) over these audio files instead of synthetic windows. Repeatable.")
+              "included) over these audio files instead of synthetic windows: `--files a.flac b.flac` or "
+              "repeated `--files`.")
 @click.option("--hop", type=click.FloatRange(min=0.0, min_open=True), default=None,
               help="Seconds between windows (real-time factor is computed at this hop).")
+@click.option("--format", "fmt", type=click.Choice(BENCH_FORMATS), default="table", show_default=True,
+              help="json: one object (clips_per_s, rtf, p50_ms, p95_ms, backend, precision, provider, ...).")
+@click.argument("more_files", nargs=-1, type=click.Path(readable=False), metavar="[FILES]...")
 def bench(model: str | None, device: str, threads: int, batch_size: int, seconds: float,
-          files: tuple[str, ...], hop: float | None) -> None:
-    """Measure clips/s, real-time factor, latency p50/p95 per batch and the provider actually used."""
+          files: tuple[str, ...], hop: float | None, fmt: str, more_files: tuple[str, ...]) -> None:
+    """Measure clips/s, real-time factor, latency p50/p95 per batch and the backend/provider actually used.
+
+    FILES (or --files) bench the identify path over audio files; without them, synthetic windows. Paths
+    after `--files a.flac` are taken as more files, so `--files a.flac b.flac` works.
+    """
     from serving.report import bench_files, bench_synthetic
 
     session = _open_session(model, device, threads)
-    if files:
-        report = bench_files(session, list(files), IdentifyOptions(hop_s=hop, batch_size=batch_size))
+    paths = list(files) + list(more_files)  # click options take one value; the rest arrive as arguments
+    if paths:
+        report = bench_files(session, paths, IdentifyOptions(hop_s=hop, batch_size=batch_size))
     else:
         report = bench_synthetic(session, batch_size, seconds, hop)
-    click.echo(report.format())
+    click.echo(report.format(fmt))
 
 
 from serving.http.command import http_command  # noqa: E402  (click only; starlette loads when `http` runs)

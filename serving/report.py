@@ -3,6 +3,9 @@
 Real-time factor (RTF) = seconds of song covered per second of wall time. On synthetic windows every window
 stands for one hop of a song (that is how identify advances), so RTF = clips/s x hop seconds. Over real files
 (``--files``) RTF = total decoded duration / wall time of the whole identify path, decoding included.
+
+``--format json`` prints one object (:meth:`BenchReport.to_dict`): ``clips_per_s``, ``rtf``, ``p50_ms``,
+``p95_ms`` (per ``run`` call), ``backend``, ``precision``, ``provider`` and the run's size.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ MAX_LABELS_SHOWN = 20
 
 @dataclass
 class BenchReport:
-    """Figures of one bench run."""
+    """Figures of one bench run (``backend``/``precision``: what the session actually ran)."""
 
     provider: str
     batch_size: int
@@ -36,20 +39,43 @@ class BenchReport:
     audio_s: float
     latencies_s: list[float] = field(default_factory=list)
     mode: str = "synthetic"
+    backend: str = "ort"
+    precision: str = "fp32"
 
-    def format(self) -> str:
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--format json`` object: rates, latency percentiles per batch, and what ran."""
         lat = np.asarray(self.latencies_s or [0.0]) * 1000.0
-        clips_per_s = self.clips / self.wall_s if self.wall_s > 0 else 0.0
-        rtf = self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
+        return {
+            "clips_per_s": round(self.clips / self.wall_s, 3) if self.wall_s > 0 else 0.0,
+            "rtf": round(self.audio_s / self.wall_s, 3) if self.wall_s > 0 else 0.0,
+            "p50_ms": round(float(np.percentile(lat, 50)), 3),
+            "p95_ms": round(float(np.percentile(lat, 95)), 3),
+            "backend": self.backend,
+            "precision": self.precision,
+            "provider": self.provider,
+            "mode": self.mode,
+            "batch_size": self.batch_size,
+            "clips": self.clips,
+            "calls": len(self.latencies_s),
+            "wall_s": round(self.wall_s, 3),
+            "audio_s": round(self.audio_s, 3),
+        }
+
+    def format(self, fmt: str = "table") -> str:
+        """``table`` (aligned ``key  value`` lines) or ``json`` (one object)."""
+        d = self.to_dict()
+        if fmt == "json":
+            return json.dumps(d)
         return "\n".join([
             f"provider          {self.provider}",
+            f"backend           {self.backend} ({self.precision})",
             f"mode              {self.mode}",
             f"batch size        {self.batch_size}",
             f"clips             {self.clips} in {self.wall_s:.2f} s",
-            f"clips/s           {clips_per_s:.1f}",
-            f"real-time factor  {rtf:.1f}x",
-            f"latency p50       {np.percentile(lat, 50):.2f} ms/batch",
-            f"latency p95       {np.percentile(lat, 95):.2f} ms/batch",
+            f"clips/s           {d['clips_per_s']:.1f}",
+            f"real-time factor  {d['rtf']:.1f}x",
+            f"latency p50       {d['p50_ms']:.2f} ms/batch",
+            f"latency p95       {d['p95_ms']:.2f} ms/batch",
         ])
 
 
@@ -69,7 +95,8 @@ def bench_synthetic(session: ModelSession, batch_size: int, seconds: float, hop_
     wall = time.perf_counter() - start
     clips = len(latencies) * batch_size
     hop = hop_samples(session, hop_s) / meta.sample_rate
-    return BenchReport(session.provider, batch_size, clips, wall, clips * hop, latencies)
+    return BenchReport(session.provider, batch_size, clips, wall, clips * hop, latencies,
+                       backend=session.backend_name, precision=session.precision)
 
 
 class _TimedSession:
@@ -98,7 +125,8 @@ def bench_files(session: ModelSession, paths: list[str], options: IdentifyOption
         audio_s += result.duration_s or 0.0
     wall = time.perf_counter() - start
     return BenchReport(session.provider, options.batch_size, timed.clips, wall, audio_s, timed.latencies,
-                       mode=f"files ({len(paths)}, decoding included)")
+                       mode=f"files ({len(paths)}, decoding included)", backend=session.backend_name,
+                       precision=session.precision)
 
 
 def format_info(session: ModelSession, as_json: bool = False) -> str:
@@ -107,7 +135,8 @@ def format_info(session: ModelSession, as_json: bool = False) -> str:
     if as_json:
         return json.dumps(raw, indent=2, ensure_ascii=False)
     meta = session.metadata
-    lines = [f"model             {session.path}", f"provider          {session.provider}"]
+    lines = [f"model             {session.path}", f"provider          {session.provider}",
+             f"backend           {session.backend_name} ({session.precision})"]
     lines += [f"{key:<18}{raw.get(key, '-')}" for key in INFO_KEYS]
     lines.append(f"window / hop      {meta.window_s:.3f} s / {meta.hop_s:.3f} s")
     labels = list(meta.labels)

@@ -1,21 +1,22 @@
-"""The ONNX Runtime session: loaded once, validated against the exported-graph contract, explicit providers.
+"""The model session: loaded once, validated against the exported-graph contract, on the backend that fits.
 
 Contract (DESIGN.md, "Exported graph"): one input ``waveform`` float32 ``[batch, window_samples]``; outputs
 ``probs`` ``[batch, classes]`` and ``embedding`` ``[batch, dim]``; one JSON value under the metadata key
 ``ast_sampleid`` holding at least ``format_version`` (1), ``labels``, ``sample_rate``, ``window_samples`` and
-``hop_samples``. Anything else is refused with a one-line :class:`ModelError`.
+``hop_samples``. Anything else is refused with a one-line :class:`ModelError`, whichever backend reads it.
 
-Providers (``device``):
+Backends (``backend``; :mod:`serving.backends`): ``ort`` (ONNX Runtime, CPU or CUDA EP), ``openvino``
+(OpenVINO on the CPU) or ``auto``: ORT's CUDA EP when a GPU works, else the CPU rule of
+:mod:`serving.backends.select` (CPU flags and the export's precision). ``precision``: ``auto`` or one of
+``fp32``, ``bf16``, ``fp16``, ``int8``; one a backend or export cannot do is a one-line :class:`ModelError`.
+The library default is ``backend="ort"`` at the export's precision (what callers always got); ``ast-serve``
+passes ``auto``. Every session logs ONE INFO line naming the provider, the precision and why.
 
-- ``auto``: the CUDA EP when onnxruntime lists it *and* it actually initialises (ORT silently drops a CUDA EP
-  whose libraries or GPU are missing; we check ``session.get_providers()``), otherwise the CPU EP. One INFO
-  line names the provider in use and, on fallback, why.
-- ``cuda``: the CUDA EP or a :class:`ModelError` saying why not.
-- ``cpu``: the CPU EP.
-
-The CUDA EP runs with TF32 off (``use_tf32=0``) so results match the fp32 parity tolerances. IO binding (input
-bound from numpy as an ``OrtValue`` on the session's device, outputs to CPU) is on by default on CUDA and can be
-forced on CPU (``io_binding=True``) so the same code path is tested without a GPU.
+Devices (``device``): ``auto`` tries the CUDA EP when onnxruntime lists it and a GPU device exists, and uses it
+if it actually initialises (ORT silently drops a CUDA EP whose libraries or GPU are missing; we check
+``session.get_providers()``), otherwise the CPU; ``cuda``: the CUDA EP or a :class:`ModelError` saying why
+not; ``cpu``: the CPU. The CUDA EP runs with TF32 off; IO binding is on by default on CUDA
+(:mod:`serving.backends.ort`).
 """
 
 from __future__ import annotations
@@ -25,27 +26,26 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-import onnxruntime as ort
 
-from serving.contract import (
-    INPUT_NAME,
-    METADATA_KEY,
-    OUTPUT_NAMES,
-    ModelError,
-    ModelMetadata,
-    one_line,
-    parse_metadata,
+from serving.backends import BACKENDS, Backend, artifact_precision, check_precision
+from serving.backends.ort import (
+    CPU_EP,
+    CUDA_EP,
+    CUDA_OPTIONS,
+    NO_CUDA_EP,
+    OrtBackend,
+    OrtConfig,
+    cpu_backend,
+    try_cuda,
 )
+from serving.backends.select import Choice, choose_cpu, cpu_flags, openvino_installed
+from serving.contract import ModelError, ModelMetadata
 
 logger = logging.getLogger(__name__)
 
-FLOAT_TENSOR = "tensor(float)"
-CUDA_EP = "CUDAExecutionProvider"
-CPU_EP = "CPUExecutionProvider"
-CUDA_OPTIONS = {"use_tf32": "0"}  # TF32 breaks the fp32 parity tolerances
-ORT_QUIET = 4  # fatal only: ORT's own stderr lines about a missing CUDA would otherwise leak out
-ORT_DEFAULT = 2  # warning
 DEVICES = ("auto", "cpu", "cuda")
+
+__all__ = ["BACKENDS", "CPU_EP", "CUDA_EP", "CUDA_OPTIONS", "DEVICES", "ModelSession", "SessionOptions"]
 
 
 @dataclass
@@ -54,110 +54,134 @@ class SessionOptions:
 
     Attributes:
         device: ``auto``, ``cpu`` or ``cuda``.
-        intra_threads: ORT intra-op threads; 0 lets ORT choose (all cores).
+        intra_threads: intra-op (ORT) / inference (OpenVINO) threads; 0 = all cores this process may use.
         inter_threads: ORT inter-op threads; 0 lets ORT choose.
-        io_binding: bind inputs/outputs explicitly; ``None`` means on for CUDA, off for CPU.
+        io_binding: ORT: bind inputs/outputs explicitly; ``None`` means on for CUDA, off for CPU.
+        backend: ``ort``, ``openvino`` or ``auto`` (see the module docstring).
+        precision: ``auto`` (the export's, or the CPU rule's under ``backend="auto"``), ``fp32``, ``bf16``,
+            ``fp16`` or ``int8``.
+        spinning: ORT: idle worker threads busy-wait; ``None`` = the measured default (off).
     """
 
     device: str = "auto"
     intra_threads: int = 0
     inter_threads: int = 0
     io_binding: bool | None = None
+    backend: str = "ort"
+    precision: str = "auto"
+    spinning: bool | None = None
 
 
-def _check_io(sess: ort.InferenceSession, meta: ModelMetadata) -> None:
-    inputs, outputs = sess.get_inputs(), {o.name: o for o in sess.get_outputs()}
-    if [i.name for i in inputs] != [INPUT_NAME]:
-        raise ModelError(f"model inputs are {[i.name for i in inputs]}, expected ['{INPUT_NAME}']")
-    missing = [name for name in OUTPUT_NAMES if name not in outputs]
-    if missing:
-        raise ModelError(f"model outputs {sorted(outputs)} lack {missing}; expected {list(OUTPUT_NAMES)}")
-    tensors = [("input", inputs[0])] + [("output", outputs[n]) for n in OUTPUT_NAMES]
-    for kind, arg in tensors:
-        if arg.type != FLOAT_TENSOR or len(arg.shape) != 2:
-            raise ModelError(f"{kind} '{arg.name}' is {arg.type} {arg.shape}, expected float32 [batch, n]")
-    width = inputs[0].shape[1]
-    if isinstance(width, int) and width != meta.window_samples:
-        raise ModelError(f"input 'waveform' has {width} samples but metadata says {meta.window_samples}")
-    classes = outputs["probs"].shape[1]
-    if isinstance(classes, int) and classes != len(meta.labels):
-        raise ModelError(f"output 'probs' has {classes} classes but metadata lists {len(meta.labels)} labels")
+def _check_options(opts: SessionOptions) -> None:
+    if opts.device not in DEVICES:
+        raise ModelError(f"unknown device {opts.device!r}; choose one of {', '.join(DEVICES)}")
+    if opts.backend not in BACKENDS:
+        raise ModelError(f"unknown backend {opts.backend!r}; choose one of {', '.join(BACKENDS)}")
+    check_precision(opts.precision)
+    if opts.backend == "openvino" and opts.device == "cuda":
+        raise ModelError("--backend openvino runs on the CPU; use --backend ort (or auto) for --device cuda")
 
 
-def _session_options(opts: SessionOptions, quiet: bool) -> ort.SessionOptions:
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = max(0, opts.intra_threads)
-    so.inter_op_num_threads = max(0, opts.inter_threads)
-    if quiet:
-        so.log_severity_level = ORT_QUIET
-    return so
+def _ort_config(opts: SessionOptions) -> OrtConfig:
+    return OrtConfig(opts.intra_threads, opts.inter_threads, opts.spinning, opts.io_binding)
+
+
+def _openvino(path: str, opts: SessionOptions, precision: str, model: object = None) -> Backend:
+    from serving.backends.openvino import OpenVinoBackend, OpenVinoConfig
+
+    return OpenVinoBackend(path, OpenVinoConfig(threads=opts.intra_threads), precision, model)
+
+
+def _ort(path: str, opts: SessionOptions) -> tuple[Backend, str]:
+    """ORT on the requested device; returns the backend and the reason for its device."""
+    cfg = _ort_config(opts)
+    if opts.device == "cpu":
+        return cpu_backend(path, cfg, opts.precision), "--device cpu"
+    backend, reason = try_cuda(path, cfg, opts.precision)
+    if backend is not None:
+        return backend, f"--device {opts.device}"
+    if opts.device == "cuda":
+        hint = "install onnxruntime-gpu or use --device cpu" if reason == NO_CUDA_EP else "use --device cpu or auto"
+        raise ModelError(f"--device cuda: {reason}; {hint}")
+    return cpu_backend(path, cfg, opts.precision), reason
+
+
+def _auto_cpu(path: str, opts: SessionOptions, why_not_gpu: str) -> tuple[Backend, str]:
+    """The CPU rule: peek at the export with OpenVINO (when installed), choose, build."""
+    flags, model, artifact = cpu_flags(), None, "fp32"
+    usable = openvino_installed()
+    if usable:
+        try:
+            from serving.backends.openvino import model_metadata, read_model
+
+            model = read_model(path)
+            artifact = artifact_precision(model_metadata(model))
+        except ModelError as err:  # OpenVINO cannot read it: ORT reads it or names the problem itself
+            usable, why_not_gpu = False, f"{why_not_gpu}; OpenVINO: {err}"
+    choice: Choice = choose_cpu(flags, artifact, opts.precision, usable)
+    reason = f"{why_not_gpu}; {choice.reason}" if why_not_gpu else choice.reason
+    if choice.backend == "openvino":
+        return _openvino(path, opts, choice.precision, model), reason
+    return cpu_backend(path, _ort_config(opts), choice.precision), reason
+
+
+def open_backend(path: str, opts: SessionOptions) -> Backend:
+    """The backend ``opts`` asks for, and the one INFO line saying what runs and why."""
+    if opts.backend == "ort":
+        backend, reason = _ort(path, opts)
+    elif opts.backend == "openvino":
+        backend, reason = _openvino(path, opts, opts.precision), "--backend openvino"
+    elif opts.device == "cpu":
+        backend, reason = _auto_cpu(path, opts, "--device cpu")
+    else:
+        gpu, why_not = try_cuda(path, _ort_config(opts), opts.precision)
+        if gpu is None and opts.device == "cuda":
+            raise ModelError(f"--device cuda: {why_not}; use --device cpu or auto")
+        backend, reason = (gpu, "GPU works") if gpu is not None else _auto_cpu(path, opts, why_not)
+    logger.info("using %s (%s, %s) [%s]", backend.provider, backend.name, backend.precision, reason)
+    return backend
 
 
 class ModelSession:
-    """An ORT session over one exported ast-sampleid graph, created once and reused for every batch."""
+    """One exported ast-sampleid graph on one backend, created once and reused for every batch."""
 
     def __init__(self, path: str | os.PathLike, options: SessionOptions | None = None) -> None:
         """Load and validate ``path``.
 
         Args:
             path: the exported ``.onnx`` file.
-            options: providers, threads and IO binding.
+            options: backend, precision, device, threads and IO binding.
 
         Raises:
-            ModelError: unreadable, unparseable or non-conforming model, or ``device='cuda'`` without CUDA.
+            ModelError: unreadable, unparseable or non-conforming model, an unknown option, a precision the
+                backend or export cannot do, or ``device='cuda'`` without CUDA.
         """
         self.path = os.fsdecode(path)
         self.options = options or SessionOptions()
-        if self.options.device not in DEVICES:
-            raise ModelError(f"unknown device {self.options.device!r}; choose one of {', '.join(DEVICES)}")
+        _check_options(self.options)
         _check_file(self.path)
-        self.session = self._create()
-        self.provider = self.session.get_providers()[0]
-        meta_map = self.session.get_modelmeta().custom_metadata_map
-        self.metadata = parse_metadata(meta_map.get(METADATA_KEY))
-        _check_io(self.session, self.metadata)
-        binding = self.options.io_binding
-        self.io_binding = (self.provider == CUDA_EP) if binding is None else binding
-        self._device_type = "cuda" if self.provider == CUDA_EP else "cpu"
-
-    def _create(self) -> ort.InferenceSession:
-        device, available = self.options.device, ort.get_available_providers()
-        if device == "cpu":
-            return self._build([CPU_EP])
-        if CUDA_EP not in available:
-            reason = "this onnxruntime build has no CUDA execution provider"
-            if device == "cuda":
-                raise ModelError(f"--device cuda: {reason}; install onnxruntime-gpu or use --device cpu")
-            logger.info("using %s (%s)", CPU_EP, reason)
-            return self._build([CPU_EP])
-        try:
-            sess = self._build([(CUDA_EP, CUDA_OPTIONS), CPU_EP], quiet=not logger.isEnabledFor(logging.DEBUG))
-            reason = "CUDA EP failed to initialise: no GPU, or CUDA/cuDNN libraries missing"
-            if sess.get_providers()[0] == CUDA_EP:
-                logger.info("using %s", CUDA_EP)
-                return sess
-        except ModelError as err:
-            reason = str(err)
-        if device == "cuda":
-            raise ModelError(f"--device cuda: {reason}; use --device cpu or auto")
-        logger.info("using %s (%s)", CPU_EP, reason)
-        return self._build([CPU_EP])
-
-    def _build(self, providers: list, quiet: bool = False) -> ort.InferenceSession:
-        if quiet:
-            ort.set_default_logger_severity(ORT_QUIET)
-        try:
-            return ort.InferenceSession(self.path, _session_options(self.options, quiet), providers=providers)
-        except Exception as err:  # ORT raises several pybind types (Fail, InvalidProtobuf, ...)
-            raise ModelError(f"cannot load model {self.path}: {one_line(err)}") from err
-        finally:
-            if quiet:
-                ort.set_default_logger_severity(ORT_DEFAULT)
+        self.backend: Backend = open_backend(self.path, self.options)
+        self.metadata: ModelMetadata = self.backend.metadata
+        self.provider: str = self.backend.provider
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.metadata.labels
+
+    @property
+    def precision(self) -> str:
+        """The compute precision in use (``fp32``, ``bf16``, ``fp16``, ``int8``)."""
+        return self.backend.precision
+
+    @property
+    def backend_name(self) -> str:
+        """``ort`` or ``openvino``."""
+        return self.backend.name
+
+    @property
+    def io_binding(self) -> bool:
+        """Whether ORT binds inputs/outputs explicitly (always False on OpenVINO)."""
+        return isinstance(self.backend, OrtBackend) and self.backend.io_binding
 
     def run(self, waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Score a batch of windows.
@@ -171,17 +195,7 @@ class ModelSession:
         waves = np.ascontiguousarray(waves, dtype=np.float32)  # [n, W]
         if waves.ndim != 2 or waves.shape[1] != self.metadata.window_samples:
             raise ValueError(f"expected [n, {self.metadata.window_samples}] windows, got {list(waves.shape)}")
-        if not self.io_binding:
-            probs, emb = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: waves})
-            return probs, emb
-        binding = self.session.io_binding()
-        value = ort.OrtValue.ortvalue_from_numpy(waves, self._device_type, 0)
-        binding.bind_ortvalue_input(INPUT_NAME, value)
-        for name in OUTPUT_NAMES:
-            binding.bind_output(name, "cpu")
-        self.session.run_with_iobinding(binding)
-        probs, emb = binding.copy_outputs_to_cpu()
-        return probs, emb
+        return self.backend.run(waves)
 
 
 def _check_file(path: str) -> None:

@@ -1,0 +1,88 @@
+"""The ``auto`` rule: which backend and precision score windows on this CPU (a GPU is tried before this).
+
+The rule reads ``/proc/cpuinfo`` flags and the export's own precision. It is a pure function
+(:func:`choose_cpu`) so it is tested with made-up flag sets. Figures behind it: bench/NOTES.md #17-#18 (2-core
+Xeon with AMX, KVM guest, shared; noisy).
+
+1. ``openvino`` not installed (or it fails to import) -> ORT at the export's precision.
+2. An int8 export -> ORT int8. ORT's dynamic-quantisation kernels use VNNI (``avx512_vnni`` / ``avx_vnni``;
+   without VNNI int8 still runs, slower); OpenVINO runs that same graph 2.3x slower than ORT here.
+3. ``--precision bf16`` or ``fp16`` -> OpenVINO (ORT has no such path for a float export).
+4. A float export at ``--precision auto`` on a CPU with AMX-BF16 (``amx_bf16`` + ``amx_tile``) -> OpenVINO
+   bf16: AST-base 0.24 vs 1.05 s/clip (ORT fp32), top-1 agreement 100 %, max |dp| 3.8e-4.
+5. Anything else -> ORT as exported (fp32 is the parity-tested reference). Without AMX, bf16 runs on
+   AVX512-BF16 dot products, measured at half the fp32 GEMM rate on such a CPU (NOTES #10), so ``avx512_bf16``
+   alone does not switch. ``avx512_fp16`` / ``amx_fp16`` never switch automatically: fp16 has 5 exponent bits
+   and the frontend's power spectra of loud audio exceed its range; ``--precision fp16`` forces it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+CPUINFO = "/proc/cpuinfo"
+AMX_BF16 = frozenset({"amx_bf16", "amx_tile"})
+VNNI = ("avx512_vnni", "avx_vnni")
+OPENVINO_ONLY = ("bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What ``auto`` picked and why (the why goes into the one log line)."""
+
+    backend: str
+    precision: str
+    reason: str
+
+
+def cpu_flags(path: str = CPUINFO) -> frozenset[str]:
+    """The ``flags`` of the first processor in ``/proc/cpuinfo`` (empty where there is none, e.g. macOS)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def openvino_installed() -> bool:
+    """True when ``import openvino`` can be attempted (without importing it)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+def _flag_list(flags: Iterable[str], wanted: Iterable[str]) -> str:
+    found = [f for f in wanted if f in flags]
+    return "+".join(found) if found else "none"
+
+
+def choose_cpu(flags: frozenset[str], artifact: str, requested: str, openvino: bool) -> Choice:
+    """Backend and precision for a CPU run (see the module docstring for the rule and its figures).
+
+    Args:
+        flags: CPU flags (:func:`cpu_flags`).
+        artifact: the export's precision (``fp32``, ``fp16``, ``int8``).
+        requested: ``--precision`` (``auto`` or a precision).
+        openvino: whether OpenVINO can be used.
+
+    Returns:
+        The choice; an impossible precision is left for the chosen backend to refuse in one line.
+    """
+    if not openvino:
+        return Choice("ort", requested, "openvino is not installed")
+    if artifact == "int8" and requested in ("auto", "int8"):
+        vnni = _flag_list(flags, VNNI)
+        note = f"VNNI: {vnni}" if vnni != "none" else "no VNNI on this CPU: int8 is emulated, slower"
+        return Choice("ort", "int8", f"int8 export: ORT int8 kernels ({note})")
+    if requested in OPENVINO_ONLY:
+        return Choice("openvino", requested, f"--precision {requested} needs OpenVINO")
+    if requested == "auto" and artifact != "int8" and AMX_BF16 <= flags:
+        return Choice("openvino", "bf16", "CPU has AMX-BF16 (amx_bf16, amx_tile): OpenVINO bf16 is fastest")
+    if requested == "auto":
+        why = "AVX512-BF16 without AMX is slower than fp32" if "avx512_bf16" in flags else "no AMX-BF16"
+        return Choice("ort", "auto", f"{why}: ORT as exported")
+    return Choice("ort", requested, f"--precision {requested}: ORT, the reference path")
