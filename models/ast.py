@@ -87,6 +87,7 @@ class AST(nn.Module):
         self.norm = norm_layer(dim)
         self.head_norm = nn.LayerNorm(dim, eps=cfg.head_eps)
         self.head = nn.Linear(dim, cfg.num_classes)
+        self.fp_head = _fingerprint_head(dim, cfg.fp_dim) if cfg.fp_dim > 0 else None
         self.init_weights()
         self.set_fused_attn(True)  # SDPA for training; exporters switch to the explicit form
 
@@ -145,6 +146,11 @@ class AST(nn.Module):
         """Logits ``[B, C]`` from the pooled embedding ``[B, D]``."""
         return self.head(self.head_norm(pooled))  # [B, C]
 
+    def fingerprint(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The (not yet normalised) embedding ``[B, E]``: the fingerprint projection of the pooled ``[B, D]``,
+        or the pooled embedding itself when the config has none (``fp_dim == 0``)."""
+        return pooled if self.fp_head is None else self.fp_head(pooled)  # [B, E]
+
     def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Logits ``[B, C]`` from tokens ``[B, P+Np, D]`` (the pooled ``[B, D]`` with ``pre_logits``), as timm."""
         pooled = self.pool(tokens)  # [B, D]
@@ -153,6 +159,11 @@ class AST(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, C]`` from normalised fbank ``[B, T, M]``."""
         return self.forward_head(self.forward_features(x))  # [B, C]
+
+
+def _fingerprint_head(dim: int, out: int) -> nn.Module:
+    """Projection of the pooled embedding to the fingerprint (Linear-GELU-Linear, as SimCLR's head)."""
+    return nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, out))
 
 
 def resize_pos_embed(

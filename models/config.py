@@ -74,6 +74,10 @@ class ASTConfig:
     # Pooled embedding: "token" = mean of the cls and dist tokens (AST; needed by imported checkpoints),
     # "avg" = mean of the patch tokens (learns faster from scratch on small catalogues).
     global_pool: str = "token"
+    # The exported ``embedding``: 0 = the pooled tokens themselves (L2-normalised); > 0 = a learned fingerprint
+    # projection of the pooled tokens to this many dimensions (an MLP, as in neural audio fingerprinting; 128 is
+    # the field's usual size), trained contrastively so that a song's window lies close to the record's.
+    fp_dim: int = 0
     drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
@@ -89,6 +93,11 @@ class ASTConfig:
     def head_eps(self) -> float:
         """The eps ``head_norm`` uses: ``head_norm_eps`` when set, else ``layer_norm_eps``."""
         return self.layer_norm_eps if self.head_norm_eps is None else self.head_norm_eps
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the exported ``embedding`` output."""
+        return self.fp_dim or self.embed_dim
 
     @property
     def num_prefix_tokens(self) -> int:

@@ -26,7 +26,8 @@ from models.fbank import KaldiFbank
 
 
 class ScoringModel(nn.Module):
-    """Frontend + normalisation + AST; ``forward(waveform [B, S]) -> (probs [B, C], embedding [B, D])``."""
+    """Frontend + normalisation + AST; ``forward(waveform [B, S]) -> (probs [B, C], embedding [B, E])``
+    (``E = ast_cfg.embedding_dim``)."""
 
     def __init__(self, fbank_cfg: FbankConfig, ast_cfg: ASTConfig, norm_mean: float, norm_std: float) -> None:
         super().__init__()
@@ -55,9 +56,9 @@ class ScoringModel(nn.Module):
         return (x - self.norm_mean) / (2.0 * self.norm_std)  # [B, T, M]
 
     def forward(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Softmax probabilities ``[B, C]`` and L2-normalised pooled embedding ``[B, D]``."""
+        """Softmax probabilities ``[B, C]`` and the L2-normalised embedding ``[B, E]`` (the fingerprint)."""
         tokens = self.ast.forward_features(self.features(waveform))  # [B, P+Np, D]
         pooled = self.ast.pool(tokens)  # [B, D]
         probs = self.ast.classify(pooled).softmax(dim=-1)  # [B, C]
-        embedding = F.normalize(pooled, dim=-1)  # [B, D]
+        embedding = F.normalize(self.ast.fingerprint(pooled), dim=-1)  # [B, E]
         return probs, embedding

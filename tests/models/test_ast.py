@@ -127,3 +127,16 @@ def test_head_norm_eps_defaults_to_layer_norm_eps() -> None:
     assert shared.head_norm.eps == shared.norm.eps == 1e-6
     split = AST(get_config("tiny", depth=1, num_classes=2, head_norm_eps=1e-5))
     assert split.head_norm.eps == 1e-5 and split.norm.eps == split.blocks[0].norm1.eps == 1e-6
+
+
+def test_fingerprint_head_sets_the_embedding_width() -> None:
+    from models import AUDIOSET_MEAN, AUDIOSET_STD, FbankConfig, ScoringModel
+
+    cfg = get_config("tiny", depth=1, num_classes=3, fp_dim=16, target_frames=48)
+    model = ScoringModel(FbankConfig(), cfg, AUDIOSET_MEAN, AUDIOSET_STD).eval()
+    assert cfg.embedding_dim == 16 and get_config("tiny").embedding_dim == 192
+    with torch.no_grad():
+        probs, emb = model(torch.randn(2, model.window_samples) * 0.1)
+    assert probs.shape == (2, 3) and emb.shape == (2, 16)
+    torch.testing.assert_close(emb.norm(dim=-1), torch.ones(2))
+    assert {"fp_head.0.weight", "fp_head.2.weight"} <= set(model.ast.state_dict())
