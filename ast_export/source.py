@@ -57,7 +57,7 @@ def load_source(weights_path: str | os.PathLike, sha256: str | None = None) -> S
     model = model_weights.build_scoring_model(wf).eval().float()
     ast_cfg = wf.model_config
     spec = ExportSpec(window_samples=int(model.window_samples), num_classes=len(wf.labels),
-                      embed_dim=int(ast_cfg.embed_dim))
+                      embed_dim=int(ast_cfg.embedding_dim))
     return Source(path, wf, model, model_weights.weights_sha256(path), spec)
 
 
