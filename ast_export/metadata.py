@@ -6,7 +6,7 @@ The key, the format version and the validation rules are ``serving.contract``'s,
 
 Precision is written as ``precision`` (``fp32``, ``fp16``, ``int8``) plus ``optimized`` (fused attention), and
 what the conversion did as ``transform``. Files written before that spelled an optimised graph
-``"precision": "fp32-optimized"`` and the conversion ``variant``; :func:`artifact_precision` still reads them.
+``"precision": "fp32-optimized"`` (and the conversion under another key); :func:`artifact_precision` reads both.
 """
 
 from __future__ import annotations
@@ -101,7 +101,3 @@ def artifact_precision(meta: dict[str, Any]) -> tuple[str, bool]:
         return FP32, True
     return precision, bool(meta.get("optimized", False))
 
-
-def transform_notes(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """What the precision conversion / optimisation did (``transform``; ``variant`` in older files)."""
-    return meta.get("transform", meta.get("variant"))

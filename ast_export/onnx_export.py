@@ -198,7 +198,7 @@ def read_onnx_metadata_text(path: Path) -> str | None:
     """The metadata text of an ONNX file (weights are not loaded); None when it has none."""
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as err:  # onnx raises DecodeError / OSError variants
+    except Exception as err:  # onnx raises DecodeError / OSError of several kinds
         raise ArtifactError(f"{path}: not a readable ONNX file ({one_line(err)})") from err
     return next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
 

@@ -48,7 +48,7 @@ def read_torchscript_metadata_text(path: Path) -> str | None:
     extra = {METADATA_KEY: ""}
     try:
         torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except Exception as err:  # torch raises RuntimeError / ValueError variants
+    except Exception as err:  # torch raises RuntimeError / ValueError of several kinds
         raise ArtifactError(f"{path}: not a readable TorchScript file ({one_line(err)})") from err
     return extra[METADATA_KEY] or None
 
