@@ -58,6 +58,7 @@ class Batcher:
         self.metrics = metrics
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="ast-serve-infer")
         self._jobs: deque[_Job] = deque()
+        self._running: list[_Job] = []  # jobs with windows in the run in progress
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -65,9 +66,13 @@ class Batcher:
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="ast-serve-batcher")
 
     async def stop(self) -> None:
+        """Stop the loop; whatever still waits fails (after a drain, only work of clients already gone)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for job in [*self._running, *self._jobs]:
+            if not job.future.done():
+                job.future.set_exception(InferenceError("the server is shutting down"))
         self.executor.shutdown(wait=True)
 
     async def score(self, wave: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,6 +138,7 @@ class Batcher:
     async def _run(self, parts: list[tuple[_Job, np.ndarray]]) -> None:
         waves = np.concatenate([w for _, w in parts]) if len(parts) > 1 else parts[0][1]  # [B, W]
         loop = asyncio.get_running_loop()
+        self._running = [job for job, _ in parts]
         try:
             probs, embs = await loop.run_in_executor(self.executor, self.run_fn, waves)
         except Exception as err:  # one failed run costs its requests, not the service

@@ -33,9 +33,10 @@ def build_server(session: ModelSession, options: HttpOptions, **config: object):
     return uvicorn.Server(cfg)
 
 
-def serve(session: ModelSession, options: HttpOptions, sockets: list[socket.socket] | None = None) -> int:
-    """Serve until SIGTERM/SIGINT; the exit status (0 after a clean drain)."""
-    server = build_server(session, options)
+def serve(session: ModelSession, options: HttpOptions, sockets: list[socket.socket] | None = None,
+          **app_config: object) -> int:
+    """Serve until SIGTERM/SIGINT; the exit status (0 after a clean drain). ``app_config`` goes to ``create_app``."""
+    server = build_server(session, options, **app_config)
     if options.host not in LOOPBACK and options.api_key is None:
         logger.warning("listening on %s without an API key: anyone who reaches the port can use it "
                        "(set AST_SAMPLEID_API_KEY)", options.host)
