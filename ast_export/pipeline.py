@@ -25,8 +25,7 @@ from models.hub import is_url, url_basename
 
 logger = logging.getLogger(__name__)
 
-PRECISION_INFIX = {FP32: "", "fp16": ".fp16", "int8": ".int8"}
-OPTIMIZED_INFIX = ".opt"
+OPTIMIZED_INFIX = ".opt"  # fp32 has no infix; other precisions are ".<precision>"
 MB = 1024 * 1024
 
 
@@ -36,7 +35,7 @@ def default_out(weights: str | os.PathLike, fmt: str | ArtifactFormat, precision
     (``.opt`` for ``--optimize``); for a URL, in the current folder and named after the URL's file name."""
     fmt = get_format(fmt) if isinstance(fmt, str) else fmt
     base = Path.cwd() / url_basename(str(weights)) if is_url(weights) else Path(weights)
-    infix = OPTIMIZED_INFIX if optimize else PRECISION_INFIX.get(precision, f".{precision}")
+    infix = OPTIMIZED_INFIX if optimize else "" if precision == FP32 else f".{precision}"
     return base.with_name(base.stem + infix + fmt.suffix)
 
 

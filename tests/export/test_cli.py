@@ -12,10 +12,13 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from ast_export.cli import main
+from ast_export.metadata import artifact_precision
 from ast_export.pipeline import default_out
 from ast_export.registry import read_metadata
 from models.hub import cached_path, file_sha256
+from serving.contract import METADATA_KEY
 from tests.loopback import folder_handler, loopback_server
+from tests.tolerances import ORT_PROBS_MAX_ABS
 
 PERTURBATION = 0.05
 
@@ -103,3 +106,32 @@ def test_usage_errors(weights: Path, tmp_path: Path) -> None:
     assert code == 1 and err.startswith("error:") and len(err.strip().splitlines()) == 1
     code, _, err = _run("verify", str(bad), "--weights", str(weights))
     assert code == 1 and "error:" in err
+
+
+def test_older_metadata_spelling_still_verifies(onnx_path: Path, weights: Path, tmp_path: Path) -> None:
+    """Files from before --precision wrote ``"precision": "fp32-optimized"`` and ``variant``; verify reads them
+    as fp32 optimised (the fp32 ORT bar)."""
+    model = onnx.load(str(onnx_path))
+    prop = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+    meta = json.loads(prop.value)
+    del meta["optimized"]
+    meta.update(precision="fp32-optimized", variant={"precision": "fp32-optimized", "frontend_nodes": 1})
+    prop.value = json.dumps(meta)
+    old = tmp_path / "old.opt.onnx"
+    onnx.save(model, str(old))
+    assert artifact_precision(read_metadata(old)) == ("fp32", True)
+    code, out, err = _run("verify", str(old), "--weights", str(weights))
+    assert code == 0, err
+    report = json.loads((tmp_path / "old.opt.onnx.verify.json").read_text())
+    assert report["precision"] == "fp32" and report["optimized"] is True
+    assert report["tolerance"]["probs_max_abs"] == ORT_PROBS_MAX_ABS
+
+
+def test_metadata_refused_by_the_contract_is_one_line(onnx_path: Path, weights: Path, tmp_path: Path) -> None:
+    model = onnx.load(str(onnx_path))
+    prop = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+    prop.value = json.dumps({**json.loads(prop.value), "format_version": 99})
+    bad = tmp_path / "future.onnx"
+    onnx.save(model, str(bad))
+    code, _, err = _run("verify", str(bad), "--weights", str(weights))
+    assert code == 1 and err.strip().splitlines()[-1].startswith(f"error: {bad}: unknown metadata format_version")
