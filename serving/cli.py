@@ -105,13 +105,17 @@ def main(verbose: bool, quiet: bool) -> None:
               help="Output format. Default: table on a terminal, jsonl otherwise.")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help="Report 'no known sample' when the best score is below P; also admits windows scoring "
-                   ">= P into a span.")
+                   ">= P into a span. With --index: the calibrated score a match needs (overrides --far).")
+@click.option("--index", "index", type=click.Path(file_okay=False), default=None,
+              help="Catalogue folder (ast-serve index build): answer by retrieval instead of the classifier.")
+@click.option("--far", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
+              help="With --index: false-accept rate of the threshold (default: the catalogue's, 0.01).")
 @click.option("--timeline", is_flag=True, help="Add per-window scores of the top-k samples to JSON output.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False), default=None,
               help="Write one PNG heat map per song into DIR.")
 def identify_cmd(paths: tuple[str, ...], model: str | None, device: str, threads: int, top_k: int,
                  hop: float | None, batch_size: int, fmt: str | None, threshold: float | None,
-                 timeline: bool, plot_dir: str | None) -> None:
+                 timeline: bool, plot_dir: str | None, index: str | None, far: float | None) -> None:
     """Find the known samples in PATHS (audio files: FLAC, WAV, OGG, MP3, ...).
 
     Every PATH gets one result, in order; the same path twice is scored twice. A directory, a missing file
@@ -120,6 +124,11 @@ def identify_cmd(paths: tuple[str, ...], model: str | None, device: str, threads
     """
     session = _open_session(model, device, threads)
     inputs = list(paths)  # non-UTF-8 names arrive as surrogate escapes, which os functions accept
+    if index is not None:
+        from serving.index_cli import identify_with_index
+
+        sys.exit(identify_with_index(session, index, inputs, top_k, far, threshold, hop, batch_size,
+                                     fmt or default_format(sys.stdout)))
     opts = IdentifyOptions(hop_s=hop, batch_size=batch_size,
                            match=MatchOptions(top_k, threshold, timeline or plot_dir is not None))
     fmt = fmt or default_format(sys.stdout)
@@ -214,6 +223,10 @@ def bench(model: str | None, device: str, threads: int, batch_size: int, seconds
 from serving.http.command import http_command  # noqa: E402  (click only; starlette loads when `http` runs)
 
 main.add_command(http_command(_model_options, _open_session))
+
+from serving.index_cli import index_command  # noqa: E402  (click only; FAISS loads when a command runs)
+
+main.add_command(index_command(_model_options, _open_session))
 
 
 if __name__ == "__main__":  # pragma: no cover

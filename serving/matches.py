@@ -20,15 +20,30 @@ import numpy as np
 
 from serving.contract import SCORE_DECIMALS, TIME_DECIMALS, round_time, song_scores
 
+REQUIRED_FIELDS = ("sample", "score", "start_s", "end_s")
+
 
 @dataclass
 class Match:
-    """One identified sample in a song."""
+    """One identified sample in a song.
+
+    The optional fields come from retrieval (``identify --index``): every occurrence in the song (``spans``,
+    ``{start_s, end_s}`` each), where in the record (``record_start_s``, ``record_end_s``) and the estimated
+    time-scale (``speed``). They are left out of :meth:`to_dict` when absent, so the classifier's JSON is
+    unchanged.
+    """
 
     sample: str
     score: float
     start_s: float
     end_s: float
+    spans: list[dict[str, float]] | None = None
+    record_start_s: float | None = None
+    record_end_s: float | None = None
+    speed: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if value is not None or key in REQUIRED_FIELDS}
 
 
 @dataclass
@@ -54,7 +69,7 @@ class SongResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with the DESIGN.md fields (``timeline`` only when requested)."""
         out = {"path": self.path, "duration_s": self.duration_s,
-               "matches": [asdict(m) for m in self.matches], "error": self.error}
+               "matches": [m.to_dict() for m in self.matches], "error": self.error}
         if self.timeline is not None:
             out["timeline"] = asdict(self.timeline)
         return out

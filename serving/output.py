@@ -9,6 +9,9 @@
 
 Every object carries the DESIGN.md fields: ``path``, ``duration_s``, ``matches`` (``sample``, ``score``,
 ``start_s``, ``end_s``, best first) and ``error`` (null or one line); ``timeline`` only with ``--timeline``.
+With a catalogue (``identify --index``) matches also carry ``spans``, ``record_start_s``, ``record_end_s`` and
+``speed``; ``csv`` then has those columns too (``spans`` as ``start-end;start-end``) and ``table`` shows
+where in the record and the speed.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from serving.matches import SongResult
 
 FORMATS = ("table", "json", "jsonl", "csv")
 CSV_FIELDS = ("path", "duration_s", "rank", "sample", "score", "start_s", "end_s", "error")
+RETRIEVAL_FIELDS = ("record_start_s", "record_end_s", "speed", "spans")
 NO_MATCH = "no known sample"
 MAX_PATH_COLUMN = 60
 
@@ -44,9 +48,10 @@ def clock(seconds: float | None) -> str:
 class Writer:
     """Base writer: ``write`` each result as it arrives, ``close`` at the end."""
 
-    def __init__(self, stream: TextIO, paths: list[str]) -> None:
+    def __init__(self, stream: TextIO, paths: list[str], retrieval: bool = False) -> None:
         self.stream = stream
         self.paths = paths
+        self.retrieval = retrieval
 
     def write(self, result: SongResult) -> None:
         raise NotImplementedError
@@ -62,8 +67,8 @@ class JsonlWriter(Writer):
 
 
 class JsonWriter(Writer):
-    def __init__(self, stream: TextIO, paths: list[str]) -> None:
-        super().__init__(stream, paths)
+    def __init__(self, stream: TextIO, paths: list[str], retrieval: bool = False) -> None:
+        super().__init__(stream, paths, retrieval)
         self.items: list[dict] = []
 
     def write(self, result: SongResult) -> None:
@@ -76,28 +81,35 @@ class JsonWriter(Writer):
 
 
 class CsvWriter(Writer):
-    def __init__(self, stream: TextIO, paths: list[str]) -> None:
-        super().__init__(stream, paths)
+    def __init__(self, stream: TextIO, paths: list[str], retrieval: bool = False) -> None:
+        super().__init__(stream, paths, retrieval)
         self.csv = csv.writer(stream, lineterminator="\n")
-        self.csv.writerow(CSV_FIELDS)
+        self.csv.writerow(CSV_FIELDS + (RETRIEVAL_FIELDS if retrieval else ()))
 
     def write(self, result: SongResult) -> None:
         head = [result.path, result.duration_s]
         if not result.matches:
-            self.csv.writerow(head + ["", "", "", "", "", result.error or ""])
+            self.csv.writerow(head + ["", "", "", "", "", result.error or ""]
+                              + [""] * (len(RETRIEVAL_FIELDS) if self.retrieval else 0))
         for rank, m in enumerate(result.matches, start=1):
-            self.csv.writerow(head + [rank, m.sample, round_score(m.score), m.start_s, m.end_s, ""])
+            extra = [m.record_start_s, m.record_end_s, m.speed,
+                     ";".join(f"{s['start_s']}-{s['end_s']}" for s in m.spans or [])] if self.retrieval else []
+            self.csv.writerow(head + [rank, m.sample, round_score(m.score), m.start_s, m.end_s, ""] + extra)
         self.stream.flush()
 
 
 class TableWriter(Writer):
-    def __init__(self, stream: TextIO, paths: list[str]) -> None:
-        super().__init__(stream, paths)
+    def __init__(self, stream: TextIO, paths: list[str], retrieval: bool = False) -> None:
+        super().__init__(stream, paths, retrieval)
         self.width = min(MAX_PATH_COLUMN, max([len("path"), *map(len, paths)]))
-        self._row("path", "sample", "score", "start", "end")
+        self._row("path", "sample", "score", "start", "end", "in record", "speed")
 
-    def _row(self, path: str, sample: str, score: str, start: str, end: str) -> None:
-        self.stream.write(f"{path:<{self.width}}  {sample:<16} {score:>6}  {start:>7}  {end:>7}\n".rstrip() + "\n")
+    def _row(self, path: str, sample: str, score: str, start: str, end: str, record: str = "",
+             speed: str = "") -> None:
+        line = f"{path:<{self.width}}  {sample:<16} {score:>6}  {start:>7}  {end:>7}"
+        if self.retrieval:
+            line += f"  {record:>15}  {speed:>5}"
+        self.stream.write(line.rstrip() + "\n")
 
     def write(self, result: SongResult) -> None:
         path = result.path
@@ -106,7 +118,10 @@ class TableWriter(Writer):
         elif not result.matches:
             self._row(path, NO_MATCH, "", "", "")
         for i, m in enumerate(result.matches):
-            self._row(path if i == 0 else "", m.sample, f"{m.score:.2f}", clock(m.start_s), clock(m.end_s))
+            record = f"{clock(m.record_start_s)}-{clock(m.record_end_s)}" if m.record_start_s is not None else ""
+            speed = f"{m.speed:.2f}" if m.speed is not None else ""
+            self._row(path if i == 0 else "", m.sample, f"{m.score:.2f}", clock(m.start_s), clock(m.end_s), record,
+                      speed)
         self.stream.flush()
 
 
@@ -114,8 +129,8 @@ WRITERS: dict[str, type[Writer]] = {"table": TableWriter, "json": JsonWriter, "j
                                      "csv": CsvWriter}
 
 
-def make_writer(fmt: str, stream: TextIO, paths: list[str]) -> Writer:
-    """Writer for ``fmt`` (one of :data:`FORMATS`)."""
+def make_writer(fmt: str, stream: TextIO, paths: list[str], retrieval: bool = False) -> Writer:
+    """Writer for ``fmt`` (one of :data:`FORMATS`); ``retrieval`` adds the catalogue's columns to csv/table."""
     if fmt not in WRITERS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return WRITERS[fmt](stream, paths)
+    return WRITERS[fmt](stream, paths, retrieval)

@@ -82,3 +82,57 @@ def build_model(
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+FP_FRAMES = 40  # 25 ms frames in a 1 s window
+FP_DIM = 32
+FP_FLOOR = 1e-4  # energy floor: quiet frames (and light noise) all read as the floor
+
+
+def build_fingerprint_model(path: Path, meta: dict[str, Any] | None | str = "default", seed: int = 0,
+                            window: int = WINDOW) -> Path:
+    """A fake export whose ``embedding`` is content-specific: a fixed random projection of the window's
+    per-frame log energies with their mean removed (so gain does not count), L2-normalised.
+
+    Same contract as :func:`build_model` (``waveform`` -> ``probs``, ``embedding``); retrieval tests use it
+    because the plain fake's embedding moves with the gain. An all-silent window embeds a zero vector
+    normalised (NaN), which serving must drop.
+    """
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Reshape", ["waveform", "shape"], ["frames"]),
+        helper.make_node("Mul", ["frames", "frames"], ["sq"]),
+        helper.make_node("ReduceMean", ["sq", "axes"], ["energy"], keepdims=0),
+        helper.make_node("Add", ["energy", "floor"], ["energy_floor"]),
+        helper.make_node("Log", ["energy_floor"], ["loge"]),
+        helper.make_node("ReduceMean", ["loge", "frame_axis"], ["mean"], keepdims=1),
+        helper.make_node("Sub", ["loge", "mean"], ["centred"]),
+        helper.make_node("MatMul", ["loge", "w1"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+        helper.make_node("MatMul", ["centred", "w2"], ["proj"]),
+        helper.make_node("LpNormalization", ["proj"], ["embedding"], axis=1, p=2),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([0, FP_FRAMES, window // FP_FRAMES], np.int64), "shape"),
+        numpy_helper.from_array(np.array([2], np.int64), "axes"),
+        numpy_helper.from_array(np.array([1], np.int64), "frame_axis"),
+        numpy_helper.from_array(np.array(FP_FLOOR, np.float32), "floor"),
+        numpy_helper.from_array((rng.standard_normal((FP_FRAMES, len(LABELS))) * 0.1).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.standard_normal((FP_FRAMES, FP_DIM)).astype(np.float32), "w2"),
+    ]
+    graph = helper.make_graph(
+        nodes, "fake_ast_sampleid_fingerprint",
+        [helper.make_tensor_value_info("waveform", TensorProto.FLOAT, ["batch", window])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", len(LABELS)]),
+         helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", FP_DIM])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    if meta == "default":
+        meta = metadata()
+    if meta is not None:
+        helper.set_model_props(model, {"ast_sampleid": json.dumps(meta)})
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -1,0 +1,179 @@
+"""Open-set calibration: how high a raw retrieval score gets on queries that sample nothing in the catalogue.
+
+At ``index build`` (and after every ``index add``) we run *null queries* through the very same
+vote-and-verify scoring that ``identify`` uses, and keep the best candidate's raw score of each:
+
+- **leave-one-out excerpts**: a few excerpts (one window plus :data:`EXCERPT_S` seconds long) of each of up to
+  :data:`MAX_RECORDS` records, searched with that record's own ids excluded, so the best remaining candidate
+  is by construction a wrong one;
+- **silence and noise** (white, and brown-ish), which sample nothing at all.
+
+The calibrated score of a raw score ``r`` is the null CDF ``F(r)``: the fraction of null queries scoring below
+``r``. ``F`` interpolates linearly between the sorted null scores placed at ``i / (n + 1)`` and continues
+beyond the largest (and below the smallest) with an exponential tail of scale ``tau`` (the spread of the top
+null scores, at least :data:`MIN_TAIL_SCALE`), so it is smooth, strictly increasing and < 1. A match is
+reported when ``F(r) >= 1 - FAR``: by construction, a fraction FAR of songs that sample nothing would get a
+(false) match. The default FAR is 1 %; ``identify --far`` picks another, ``--threshold T`` compares ``F(r)``
+with ``T`` directly. With few null queries the 1 % point lies in the extrapolated tail: more records make the
+estimate better.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from serving.catalogue_format import CatalogueError
+from serving.contract import atomic_write, one_line
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FAR = 0.01
+EXCERPT_S = 6.0  # a leave-one-out excerpt is one window plus this (about a sample's length)
+EXCERPTS_PER_RECORD = 3
+MAX_RECORDS = 40  # records drawn for excerpts: calibration cost stays bounded as the catalogue grows
+NOISE_QUERIES = 2  # of each kind
+NOISE_SECONDS = 6.0
+NOISE_LEVEL = 0.1
+MIN_TAIL_SCALE = 0.02  # raw-score units (normalised cross-correlation)
+TAIL_FRACTION = 0.1  # the top 10 % of null scores set the tail's scale
+MIN_TAIL_POINTS = 5
+SEED = 0
+
+ScoreFn = Callable[[np.ndarray, "tuple[int, int] | None"], float]
+
+
+@dataclass
+class Calibration:
+    """The null distribution of raw scores and the decision threshold it gives."""
+
+    null_scores: list[float]
+    far: float = DEFAULT_FAR
+    threshold: float = 1.0 - DEFAULT_FAR  # calibrated score needed for a match
+    raw_threshold: float = 0.0
+    tail_scale: float = MIN_TAIL_SCALE
+    generation: str = ""
+    queries: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_scores(cls, scores: list[float], far: float = DEFAULT_FAR, generation: str = "",
+                    queries: dict[str, int] | None = None) -> Calibration:
+        if not scores:
+            raise ValueError("calibration needs at least one null score")
+        null = sorted(float(s) for s in scores)
+        top = np.asarray(null[-max(MIN_TAIL_POINTS, int(len(null) * TAIL_FRACTION)):])
+        cal = cls(null, far, 1.0 - far, 0.0, max(MIN_TAIL_SCALE, float(top.std())), generation, queries or {})
+        cal.raw_threshold = cal.raw_for(1.0 - far)
+        return cal
+
+    def score(self, raw: float) -> float:
+        """The calibrated score ``F(raw)`` in (0, 1) (see the module docstring)."""
+        z, n, tau = np.asarray(self.null_scores), len(self.null_scores), self.tail_scale
+        step = 1.0 / (n + 1)
+        if raw >= z[-1]:
+            return 1.0 - step * math.exp(-(raw - z[-1]) / tau)
+        if raw <= z[0]:
+            return step * math.exp((raw - z[0]) / tau)
+        levels = np.arange(1, n + 1) * step
+        return float(np.interp(raw, z, levels))
+
+    def raw_for(self, level: float) -> float:
+        """The raw score whose calibrated score is ``level`` (the inverse of :meth:`score`)."""
+        z, n, tau = self.null_scores, len(self.null_scores), self.tail_scale
+        step = 1.0 / (n + 1)
+        level = min(max(level, 1e-12), 1.0 - 1e-12)
+        if level >= n * step:
+            return z[-1] + tau * math.log(step / (1.0 - level))
+        if level <= step:
+            return z[0] + tau * math.log(level / step)
+        return float(np.interp(level, np.arange(1, n + 1) * step, z))
+
+    def threshold_for(self, far: float | None, threshold: float | None) -> float:
+        """The calibrated-score threshold: ``threshold`` if given, else ``1 - far`` (default: the stored FAR)."""
+        if threshold is not None:
+            return threshold
+        return 1.0 - (self.far if far is None else far)
+
+
+def save_calibration(folder: str | os.PathLike, cal: Calibration, name: str) -> None:
+    text = json.dumps(asdict(cal), indent=1).encode("utf-8")
+    atomic_write(Path(folder) / name, lambda handle: handle.write(text))
+
+
+def load_calibration(folder: str | os.PathLike, name: str, generation: str) -> Calibration:
+    """Read the calibration; one that belongs to another write of the catalogue is used with a warning."""
+    path = Path(folder) / name
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        cal = Calibration(**raw)
+        if not cal.null_scores or not all(isinstance(x, (int, float)) for x in cal.null_scores):
+            raise ValueError("no null scores")
+    except FileNotFoundError as err:
+        raise CatalogueError(f"calibration missing: {path}; rebuild with `ast-serve index build`") from err
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as err:
+        raise CatalogueError(f"{path} is corrupt ({one_line(err)}); rebuild with `ast-serve index build`") from err
+    if cal.generation != generation:
+        logger.warning("%s belongs to another write of this catalogue (interrupted?); its threshold is used "
+                       "as is until the next `index add` or `index build`", path)
+    return cal
+
+
+@dataclass
+class NullQuery:
+    """One calibration query: audio, and the id range of the record it came from (excluded from search)."""
+
+    kind: str
+    wave: np.ndarray
+    exclude: tuple[int, int] | None = None
+
+
+def null_queries(count: int, audio: Callable[[int], np.ndarray | None], id_range: Callable[[int], tuple[int, int]],
+                 window: int, hop: int, sample_rate: int) -> Iterator[NullQuery]:
+    """Leave-one-out excerpts of up to :data:`MAX_RECORDS` of ``count`` records, then silence and noise.
+
+    Args:
+        count: records in the catalogue.
+        audio: record index -> decoded audio (None when it cannot be decoded any more: skipped).
+        id_range: record index -> its ``[id_start, id_end)``.
+        window: model window (samples).
+        hop: catalogue hop (samples).
+        sample_rate: model rate.
+    """
+    rng = np.random.default_rng(SEED)
+    length = window + int(EXCERPT_S * sample_rate)
+    chosen = sorted(rng.choice(count, min(count, MAX_RECORDS), replace=False)) if count else []
+    for index in chosen:
+        wave = audio(int(index))
+        if wave is None:
+            continue
+        room = max(0, wave.shape[0] - length)
+        for start in rng.integers(0, room + 1, EXCERPTS_PER_RECORD):
+            yield NullQuery("excerpt", wave[start:start + length], id_range(int(index)))
+    n = int(NOISE_SECONDS * sample_rate)
+    for _ in range(NOISE_QUERIES):
+        white = rng.standard_normal(n)
+        yield NullQuery("white", (NOISE_LEVEL * white).astype(np.float32))
+        brown = np.cumsum(rng.standard_normal(n))
+        brown -= np.convolve(brown, np.ones(hop) / hop, mode="same")  # drift removed: stays in range
+        yield NullQuery("brown", (NOISE_LEVEL * brown / (np.abs(brown).max() + 1e-9)).astype(np.float32))
+    yield NullQuery("silence", np.zeros(n, dtype=np.float32))
+
+
+def calibrate(score: ScoreFn, queries: Iterator[NullQuery], far: float = DEFAULT_FAR,
+              generation: str = "") -> Calibration:
+    """Score every null query with ``score(wave, exclude)`` and build the :class:`Calibration`."""
+    scores, kinds = [], {}
+    for query in queries:
+        scores.append(score(query.wave, query.exclude))
+        kinds[query.kind] = kinds.get(query.kind, 0) + 1
+    cal = Calibration.from_scores(scores, far, generation, kinds)
+    logger.info("calibrated on %d null queries: raw threshold %.3f for a %.1f %% false-accept rate",
+                len(scores), cal.raw_threshold, 100 * far)
+    return cal

@@ -1,0 +1,258 @@
+"""Identify by retrieval: song windows -> k-NN in the catalogue -> time-consistent votes -> verification -> matches.
+
+For each song (decoded whole, at the model's rate):
+
+1. windows every catalogue hop (<= 0.5 s) are embedded with the exported graph (:mod:`serving.embedding`);
+2. each window's :data:`DEFAULT_K` nearest catalogue windows are found (:mod:`serving.vectors`);
+3. hits vote in (record, time-scale, offset) and runs of consecutive agreeing windows become occurrences
+   (:mod:`serving.voting`); the :data:`CANDIDATES` records with the most votes are kept;
+4. each candidate's best occurrences are **verified** against the record's own audio, decoded from its source
+   path (cached for the run), by log-frequency spectrogram cross-correlation over a fine grid of speeds and
+   lags (:mod:`serving.verify_align`); the best correlation is the candidate's *raw score*;
+5. the raw score is mapped to the **calibrated score** ``F(raw)`` in [0, 1], the null CDF measured when the
+   catalogue was built (:mod:`serving.calibration`): the fraction of songs that sample nothing in the
+   catalogue which would score lower. A match needs ``F(raw) >= 1 - FAR`` (FAR 1 % by default, ``--far``), or
+   ``>= --threshold``; otherwise the song has no match.
+
+Each match has ``sample`` (the record's name), ``score`` (calibrated), ``start_s``/``end_s`` (the verified
+occurrence in the song), ``spans`` (every occurrence: samples loop), ``record_start_s``/``record_end_s``
+(where in the record) and ``speed`` (the estimated time-scale: 1.1 = the sample plays 10 % faster than the
+record). The cost per song does not grow with the catalogue beyond the k-NN search: verification only ever
+touches the few candidates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from serving.catalogue import Catalogue, RecordAudio
+from serving.contract import AudioError, load_audio, one_line, round_score, round_time
+from serving.embedding import DEFAULT_BATCH, embed_wave
+from serving.matches import Match, SongResult
+from serving.session import ModelSession
+from serving.verify_align import FRAME_HOP, NO_SCORE, Alignment, log_spectrogram, verify
+from serving.voting import MIN_VOTES, Occurrence, RecordVotes, by_record, occurrences
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_K = 16
+CANDIDATES = 3
+VERIFY_OCCURRENCES = 2  # per candidate, the best-voted ones
+MIN_VERIFY_S = 3.0
+SPAN_FRACTION = 0.6  # another occurrence is reported when it verifies to this fraction of the best
+
+
+@dataclass
+class RetrievalOptions:
+    """Options of retrieval.
+
+    Attributes:
+        k: neighbours per song window.
+        min_votes: consecutive agreeing windows an occurrence needs (None: :func:`~serving.voting.min_votes_for`).
+        candidates: records verified per song (at least ``top_k``).
+        top_k: matches reported per song.
+        far: false-accept rate for the threshold (None: the catalogue's calibrated default, 1 %).
+        threshold: calibrated-score threshold overriding ``far``.
+        batch_size: windows per inference call.
+        hop_s: query hop (None: the catalogue's hop).
+    """
+
+    k: int = DEFAULT_K
+    min_votes: int | None = None
+    candidates: int = CANDIDATES
+    top_k: int = 1
+    far: float | None = None
+    threshold: float | None = None
+    batch_size: int = DEFAULT_BATCH
+    hop_s: float | None = None
+
+
+@dataclass
+class Verified:
+    """A verified candidate record."""
+
+    votes: RecordVotes
+    occurrence: Occurrence
+    alignment: Alignment
+    span: tuple[float, float]  # the verified occurrence in the song (seconds)
+    song: _Song
+
+    @property
+    def raw(self) -> float:
+        return self.alignment.score
+
+
+@dataclass
+class _Song:
+    """What verification needs of the song being identified."""
+
+    song_t: np.ndarray  # [m] start times of the windows that were searched
+    spec: np.ndarray  # [T, B] log-frequency spectrogram of the whole song
+    duration_s: float
+
+
+class Retriever:
+    """Search, vote and verify against one opened catalogue with one model session."""
+
+    def __init__(self, session: ModelSession, catalogue: Catalogue, options: RetrievalOptions | None = None,
+                 audio: RecordAudio | None = None) -> None:
+        self.session, self.catalogue = session, catalogue
+        self.opts = options or RetrievalOptions()
+        self.rate = session.metadata.sample_rate
+        self.audio = audio or RecordAudio(self.rate)
+        meta = catalogue.meta
+        self.hop = meta.hop_samples if self.opts.hop_s is None else max(1, round(self.opts.hop_s * self.rate))
+
+    def candidates(self, wave: np.ndarray, exclude: tuple[int, int] | None = None,
+                   min_votes: int | None = None) -> list[Verified]:
+        """Verified candidates of a song, best raw score first (none when nothing votes consistently)."""
+        starts, emb = embed_wave(self.session, wave, self.hop, self.opts.batch_size)
+        if emb.shape[0] == 0 or self.catalogue.store.ntotal == 0:
+            return []
+        k = min(self.opts.k, self.catalogue.store.ntotal)
+        sims, ids = self.catalogue.store.search(emb, k, exclude)  # [m, k]
+        song_t = starts / self.rate  # [m]
+        found = occurrences(song_t, sims, ids, self.catalogue.table, self.catalogue.scales, self.rate,
+                            self.hop / self.rate, self.opts.min_votes if min_votes is None else min_votes)
+        ranked = by_record(found, max(self.opts.candidates, self.opts.top_k))
+        if not ranked:
+            return []
+        song = _Song(song_t, log_spectrogram(wave, self.rate), wave.shape[0] / self.rate)  # one STFT per song
+        verified = [v for rv in ranked if (v := self._verify(rv, song)) is not None]
+        verified.sort(key=lambda v: -v.raw)
+        return verified
+
+    def _record(self, index: int) -> np.ndarray | None:
+        entry = self.catalogue.meta.records[index]
+        try:
+            return self.audio.get(entry.path)
+        except AudioError as err:
+            logger.warning("%s: record %r cannot be decoded for verification (%s)", entry.path, entry.name, err)
+            return None
+
+    def _verify(self, rv: RecordVotes, song: _Song) -> Verified | None:
+        record = self._record(rv.record)
+        if record is None:
+            return None
+        best = None
+        for occ in rv.occurrences[:VERIFY_OCCURRENCES]:
+            align, span = self._verify_one(occ, record, song)
+            if best is None or align.score > best.alignment.score:
+                best = Verified(rv, occ, align, span, song)
+        return best
+
+    def _verify_one(self, occ: Occurrence, record: np.ndarray, song: _Song) -> tuple[Alignment, tuple[float, float]]:
+        """Verify one occurrence; the span is the part of the song the record matches (else the votes' span)."""
+        frame_s = FRAME_HOP / self.rate
+        lo, hi = self._span(occ, song)
+        vlo, vhi = verify_window(lo, hi, song.duration_s)
+        first = int(vlo / frame_s)
+        segment = song.spec[first:max(first + 1, int(vhi / frame_s))]
+        speed = float(self.catalogue.scales[occ.scale_index])
+        align = verify(segment, first * frame_s, record, self.rate, occ.offset_s, speed, self.catalogue.scale_ratio)
+        if align.song_lo_s is not None and align.song_hi_s is not None:
+            lo, hi = align.song_lo_s, min(align.song_hi_s, song.duration_s)
+        return align, (lo, hi)
+
+    def _span(self, occ: Occurrence, song: _Song) -> tuple[float, float]:
+        window_s = self.session.metadata.window_s
+        lo = float(song.song_t[occ.windows[0]])
+        return lo, min(float(song.song_t[occ.windows[-1]]) + window_s, song.duration_s)
+
+    def raw_score(self, wave: np.ndarray, exclude: tuple[int, int] | None = None) -> float:
+        """Calibration's view of a null query: the best candidate's raw score (:data:`NO_SCORE` without one).
+
+        Null queries vote with the least agreement (:data:`~serving.voting.MIN_VOTES` windows), so nearly every
+        one yields a wrong candidate to verify: the null distribution is that of verified wrong candidates, a
+        conservative estimate of what a song that samples nothing can score.
+        """
+        found = self.candidates(wave, exclude, MIN_VOTES)
+        return found[0].raw if found else NO_SCORE
+
+    def matches(self, wave: np.ndarray) -> list[Match]:
+        """Matches of one song above the threshold, best first."""
+        cal = self.catalogue.calibration
+        threshold = cal.threshold_for(self.opts.far, self.opts.threshold)
+        out = []
+        for cand in self.candidates(wave):
+            score = cal.score(cand.raw)
+            if score < threshold or len(out) >= self.opts.top_k:
+                break
+            out.append(self._match(cand, score))
+        return out
+
+    def _spans(self, cand: Verified) -> list[tuple[float, float]]:
+        """Every occurrence of the matched record that verifies (at least :data:`SPAN_FRACTION` of the best)."""
+        record = self._record(cand.votes.record)
+        spans = [cand.span]
+        for occ in cand.votes.occurrences:
+            if occ is cand.occurrence or record is None:
+                continue
+            align, span = self._verify_one(occ, record, cand.song)
+            if align.score >= SPAN_FRACTION * cand.raw:
+                spans.append(span)
+        return merge_spans(spans)
+
+    def _match(self, cand: Verified, score: float) -> Match:
+        entry = self.catalogue.meta.records[cand.votes.record]
+        lo, hi = cand.span
+        speed, offset = cand.alignment.speed, cand.alignment.offset_s
+        rec_lo = min(max(0.0, speed * (lo + offset)), entry.duration_s)
+        rec_hi = min(max(rec_lo, speed * (hi + offset)), entry.duration_s)
+        return Match(entry.name, round_score(score), round_time(lo), round_time(hi),
+                     spans=[{"start_s": round_time(a), "end_s": round_time(b)} for a, b in self._spans(cand)],
+                     record_start_s=round_time(rec_lo), record_end_s=round_time(rec_hi),
+                     speed=round(speed, 3))
+
+
+def verify_window(lo: float, hi: float, duration: float) -> tuple[float, float]:
+    """The song segment verified for an occurrence ``[lo, hi]``: at least :data:`MIN_VERIFY_S` long, centred.
+
+    Chance correlations of short segments run high; a floor on the length keeps the null scores low.
+    """
+    grow = max(0.0, MIN_VERIFY_S - (hi - lo)) / 2
+    lo, hi = lo - grow, hi + grow
+    if lo < 0:
+        lo, hi = 0.0, min(duration, hi - lo)
+    if hi > duration:
+        lo, hi = max(0.0, lo - (hi - duration)), duration
+    return lo, hi
+
+
+def merge_spans(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Overlapping spans merged, in time order."""
+    merged: list[tuple[float, float]] = []
+    for lo, hi in sorted(spans):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def identify_indexed(session: ModelSession, catalogue: Catalogue, paths: list,
+                     options: RetrievalOptions | None = None) -> Iterator[SongResult]:
+    """One :class:`SongResult` per path, in order, answered by retrieval (decoding errors are per file)."""
+    from serving.identify import display_path
+
+    retriever = Retriever(session, catalogue, options)
+    rate = session.metadata.sample_rate
+    for path in paths:
+        shown = display_path(path)
+        try:
+            wave = load_audio(path, rate)
+        except AudioError as err:
+            yield SongResult(shown, error=str(err))
+            continue
+        if wave.shape[0] == 0:
+            yield SongResult(shown, 0.0, error="contains no audio samples")
+            continue
+        duration = round_time(wave.shape[0] / rate)
+        try:
+            yield SongResult(shown, duration, retriever.matches(wave))
+        except (RuntimeError, ValueError, MemoryError) as err:  # an ORT or FAISS failure costs this file only
+            yield SongResult(shown, duration, error=f"retrieval failed: {one_line(err)}")

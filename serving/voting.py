@@ -1,0 +1,131 @@
+"""Time-consistent voting over k-NN hits: which records, at which speed, at which offset, in which song windows.
+
+A song window at song time ``t`` whose neighbour is the record window at record time ``tau``, indexed at
+time-scale ``s``, votes for the key ``(record, scale, round((tau / s - t) / bin))``: ``tau / s`` is the time in
+the record played at speed ``s``, so all the windows of one occurrence of a sample share one offset. Two
+adjacent bins are counted together (an offset near a bin edge splits its votes), and each song window counts
+once per key. The bin is the hop, but at least :data:`MIN_BIN_S` (a sample played at a speed between two
+indexed scales drifts slowly across bins). A key needs :data:`MIN_VOTES` windows (and at least
+:data:`MIN_AGREE_S` seconds of them) that follow each other, with gaps of at most :data:`MAX_GAP_S`, to become
+an :class:`Occurrence`.
+
+Samples loop, so one record can be hit at several offsets: overlapping occurrences of the same record (the
+same song windows, found at neighbouring scales or bins) are merged greedily, best first, and a record's vote
+is the sum over its best :data:`MAX_OCCURRENCES` occurrences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_VOTES = 3
+MIN_AGREE_S = 1.0
+MAX_GAP_S = 1.0
+MIN_BIN_S = 0.25
+MAX_OCCURRENCES = 8
+OVERLAP_MERGE = 0.5  # an occurrence sharing more than half its windows with a better one is the same one
+
+
+@dataclass
+class Occurrence:
+    """One time-consistent run of votes for a record."""
+
+    record: int
+    scale_index: int
+    offset_s: float  # scaled record time minus song time, averaged over the votes
+    windows: np.ndarray  # song window indices, ascending
+
+    @property
+    def votes(self) -> int:
+        return int(self.windows.shape[0])
+
+
+@dataclass
+class RecordVotes:
+    """A candidate record and its occurrences, best first."""
+
+    record: int
+    votes: int
+    occurrences: list[Occurrence]
+
+
+def min_votes_for(hop_s: float) -> int:
+    """Windows an occurrence needs at this hop: :data:`MIN_VOTES`, and at least :data:`MIN_AGREE_S` of them."""
+    return max(MIN_VOTES, int(np.ceil(MIN_AGREE_S / hop_s - 1e-9)))
+
+
+def bin_for(hop_s: float) -> float:
+    """The offset bin at this hop."""
+    return max(hop_s, MIN_BIN_S)
+
+
+def _runs(windows: np.ndarray, max_gap: int) -> list[np.ndarray]:
+    cuts = np.flatnonzero(np.diff(windows) > max_gap) + 1
+    return np.split(windows, cuts)
+
+
+def _keys(song_t: np.ndarray, sims: np.ndarray, ids: np.ndarray, table: np.ndarray, scales: np.ndarray,
+          sample_rate: int, bin_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flattened votes: ``(keys [v, 3] = record, scale, bin pair), window [v], offset_s [v]``."""
+    valid = ids >= 0  # [m, k]
+    window = np.broadcast_to(np.arange(ids.shape[0])[:, None], ids.shape)[valid]  # [h]
+    rows = table[ids[valid]]  # [h, 3]
+    offset = rows[:, 2] / sample_rate / scales[rows[:, 1]] - song_t[window]  # [h]
+    first_bin = np.floor(offset / bin_s).astype(np.int64)  # [h]
+    keys = np.concatenate([np.stack([rows[:, 0], rows[:, 1], first_bin], 1),
+                           np.stack([rows[:, 0], rows[:, 1], first_bin - 1], 1)])  # [2h, 3]
+    return keys, np.concatenate([window, window]), np.concatenate([offset, offset])
+
+
+def occurrences(song_t: np.ndarray, sims: np.ndarray, ids: np.ndarray, table: np.ndarray, scales: np.ndarray,
+                sample_rate: int, hop_s: float, min_votes: int | None = None) -> list[Occurrence]:
+    """Every key's runs of at least ``min_votes`` consecutive windows, most votes first.
+
+    Args:
+        song_t: ``[m]`` song window start times (seconds).
+        sims, ids: ``[m, k]`` k-NN similarities and ids (``-1`` = none).
+        table: the catalogue's id table ``[n, 3]``.
+        scales: ``[S]`` the catalogue's time-scales.
+        sample_rate: rate of the table's starts.
+        hop_s: the song's hop (sets the bin, the gaps and the default ``min_votes``).
+        min_votes: windows a run needs (default :func:`min_votes_for`).
+    """
+    if ids.size == 0 or not (ids >= 0).any():
+        return []
+    min_votes = min_votes_for(hop_s) if min_votes is None else min_votes
+    max_gap = max(1, int(round(MAX_GAP_S / hop_s)))
+    keys, window, offset = _keys(song_t, sims, ids, table, scales, sample_rate, bin_for(hop_s))
+    uniq, key_of = np.unique(keys, axis=0, return_inverse=True)  # [u, 3], [v]
+    key_of = key_of.reshape(-1)
+    order = np.lexsort((window, key_of))  # by key, then window
+    key_sorted, win_sorted, off_sorted = key_of[order], window[order], offset[order]
+    bounds = np.flatnonzero(np.diff(key_sorted)) + 1
+    found = []
+    for group_win, group_off, key in zip(np.split(win_sorted, bounds), np.split(off_sorted, bounds),
+                                         uniq[key_sorted[np.r_[0, bounds]]], strict=True):
+        distinct = np.unique(group_win)
+        if distinct.shape[0] < min_votes:
+            continue
+        for run in _runs(distinct, max_gap):
+            if run.shape[0] >= min_votes:
+                in_run = np.isin(group_win, run)
+                found.append(Occurrence(int(key[0]), int(key[1]), float(np.median(group_off[in_run])), run))
+    found.sort(key=lambda o: -o.votes)
+    return found
+
+
+def by_record(found: list[Occurrence], candidates: int) -> list[RecordVotes]:
+    """Merge overlapping occurrences per record and rank records by their summed votes (best ``candidates``)."""
+    kept: dict[int, list[Occurrence]] = {}
+    for occ in found:
+        same = kept.setdefault(occ.record, [])
+        if len(same) >= MAX_OCCURRENCES:
+            continue
+        if any(np.isin(occ.windows, other.windows).mean() > OVERLAP_MERGE for other in same):
+            continue
+        same.append(occ)
+    ranked = [RecordVotes(rec, sum(o.votes for o in occs), occs) for rec, occs in kept.items()]
+    ranked.sort(key=lambda r: (-r.votes, r.record))
+    return ranked[:candidates]

@@ -1,0 +1,169 @@
+"""ast-serve index build/add/info: the catalogue folder, its refusals and its crash safety."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from serving import catalogue_build
+from serving.catalogue import Catalogue
+from serving.catalogue_format import CALIBRATION_FILE, CATALOGUE_FILE, write_lock
+from serving.cli import main
+from tests.serving.fake_model import build_fingerprint_model, metadata
+from tests.serving.retrieval_helpers import records_csv, song_from, synth_record, write
+
+HOP = "0.1"  # the fake's 1 s window wants a fine hop (a real model's 4 s window takes the default 0.5 s)
+NAMES, SEEDS = ["alpha", "beta", "gamma"], [1, 2, 3]
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def _one_line_error(res, code: int = 2) -> str:
+    assert res.exit_code == code, res.stderr
+    assert "Traceback" not in res.stderr
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, res.stderr
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def fp_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_fingerprint_model(tmp_path_factory.mktemp("fp") / "fp.onnx")
+
+
+@pytest.fixture(scope="module")
+def built(fp_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A catalogue of three synthetic records, built once for the module."""
+    base = tmp_path_factory.mktemp("cat")
+    csv = records_csv(base / "records", NAMES, SEEDS)
+    res = _run("index", "build", "--model", fp_model, "--records", csv, "--out", base / "cat", "--hop", HOP)
+    assert res.exit_code == 0, res.stderr
+    return base / "cat"
+
+
+def _copy(cat: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(cat, tmp_path / "copy"))
+
+
+def test_build_writes_the_folder(built: Path, fp_model: Path) -> None:
+    meta = json.loads((built / CATALOGUE_FILE).read_text())
+    assert meta["format_version"] == 1 and meta["weights_sha256"] == "0" * 64
+    assert meta["hop_samples"] == 1600 and meta["window_samples"] == 16000 and meta["sample_rate"] == 16000
+    assert meta["scales"] == list(catalogue_build.DEFAULT_SCALES)
+    assert [r["name"] for r in meta["records"]] == NAMES
+    assert all(len(r["sha256"]) == 64 and r["duration_s"] == 10.0 for r in meta["records"])
+    assert meta["records"][1]["id_start"] == meta["records"][0]["id_end"]
+    table = np.load(built / meta["ids_file"])
+    assert table.shape == (meta["records"][-1]["id_end"], 3)
+    assert set(np.unique(table[:, 0])) == {0, 1, 2} and set(np.unique(table[:, 1])) == set(range(5))
+    assert table[:, 2].max() <= 10 * 16000  # starts are in the original record's samples
+    cal = json.loads((built / CALIBRATION_FILE).read_text())
+    assert cal["far"] == 0.01 and cal["threshold"] == 0.99 and cal["generation"] == meta["generation"]
+    assert cal["queries"]["excerpt"] == 9 and len(cal["null_scores"]) >= 9
+    info = _run("index", "info", built, "--format", "json")
+    data = json.loads(info.stdout)
+    assert data["records"] == 3 and data["windows"] == table.shape[0] and data["index"] == "flat"
+    assert data["bytes"] > 0 and data["calibration"]["null_queries"] == len(cal["null_scores"])
+    table_out = _run("index", "info", built).stdout
+    assert "weights_sha256" in table_out and "FAR 1.00%" in table_out
+
+
+def test_another_model_and_unknown_format_are_refused(built: Path, tmp_path: Path) -> None:
+    other = build_fingerprint_model(tmp_path / "other.onnx", meta=metadata(weights_sha256="1" * 64))
+    song = write(tmp_path / "song.wav", synth_record(1)[:32000])
+    line = _one_line_error(_run("identify", "--model", other, "--index", built, song))
+    assert "built with another model" in line
+    copy = _copy(built, tmp_path)
+    meta = json.loads((copy / CATALOGUE_FILE).read_text())
+    meta["format_version"] = 99
+    (copy / CATALOGUE_FILE).write_text(json.dumps(meta))
+    assert "unknown catalogue format_version 99" in _one_line_error(_run("index", "info", copy))
+    assert "not a catalogue" in _one_line_error(_run("index", "info", tmp_path))
+
+
+@pytest.mark.parametrize("target", ["index", "ids", "catalogue", "calibration"])
+def test_corrupt_or_truncated_files_are_refused(built: Path, fp_model: Path, tmp_path: Path, target: str) -> None:
+    copy = _copy(built, tmp_path)
+    meta = json.loads((copy / CATALOGUE_FILE).read_text())
+    path = copy / {"index": meta["index_file"], "ids": meta["ids_file"], "catalogue": CATALOGUE_FILE,
+                   "calibration": CALIBRATION_FILE}[target]
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    song = write(tmp_path / "song.wav", synth_record(1)[:32000])
+    line = _one_line_error(_run("identify", "--model", fp_model, "--index", copy, song))
+    assert "corrupt" in line
+
+
+def test_failure_after_the_new_index_is_written_keeps_the_old_catalogue(
+        built: Path, fp_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = _copy(built, tmp_path)
+    before = (copy / CATALOGUE_FILE).read_text()
+    extra = write(tmp_path / "delta.wav", synth_record(4))
+
+    def killed(*_args, **_kwargs):
+        raise RuntimeError("killed")  # as if the process died between the new files and catalogue.json
+
+    monkeypatch.setattr(catalogue_build, "write_meta", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        _run("index", "add", copy, "--model", fp_model, extra)
+    monkeypatch.undo()
+    assert (copy / CATALOGUE_FILE).read_text() == before
+    assert len(list(copy.glob("vectors-*.faiss"))) == 2  # the orphan of the interrupted write
+    cat = Catalogue.open(copy)  # the old catalogue is intact and usable (its calibration warns)
+    assert [r.name for r in cat.meta.records] == NAMES
+    info = _run("index", "info", copy, "--format", "json")
+    assert info.exit_code == 0 and json.loads(info.stdout)["records"] == 3
+    write(tmp_path / "alpha.wav", synth_record(1))
+    again = _run("index", "add", copy, "--model", fp_model, tmp_path / "alpha.wav")  # nothing new to add
+    assert again.exit_code == 0 and "already indexed" in again.stderr
+    assert len(list(copy.glob("vectors-*.faiss"))) == 1  # the next writer removed the orphan
+
+
+def test_add_finds_the_new_record_and_undecodable_records_are_skipped(
+        built: Path, fp_model: Path, tmp_path: Path) -> None:
+    copy = _copy(built, tmp_path)
+    delta = synth_record(4)
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF not really audio" * 10)
+    res = _run("index", "add", copy, write(tmp_path / "delta.wav", delta), bad)  # model: the catalogue's
+    assert res.exit_code == 1 and "Traceback" not in res.stderr
+    assert sum(str(bad) in line for line in res.stderr.splitlines()) == 1
+    assert len(list(copy.glob("vectors-*.faiss"))) == 1  # the replaced index is gone
+    cat = Catalogue.open(copy)
+    assert [r.name for r in cat.meta.records] == [*NAMES, "delta"]
+    again = _run("index", "add", copy, tmp_path / "delta.wav")
+    assert again.exit_code == 0 and "already indexed" in again.stderr
+    song = write(tmp_path / "song.wav", song_from(delta, 2.0, 7.0, 1.0, [1.0], 8.0))
+    out = _run("identify", "--model", fp_model, "--index", copy, "--format", "json", song)
+    assert out.exit_code == 0, out.stderr
+    assert [m["sample"] for m in json.loads(out.stdout)[0]["matches"]] == ["delta"]
+
+
+def test_build_goes_on_past_an_undecodable_record(fp_model: Path, tmp_path: Path) -> None:
+    good = write(tmp_path / "good.wav", synth_record(5, seconds=4.0))
+    bad = tmp_path / "bad.flac"
+    bad.write_bytes(b"\x00" * 100)
+    res = _run("index", "build", "--model", fp_model, "--out", tmp_path / "cat", "--hop", "0.25",
+               "--scales", "1.0", good, bad, tmp_path / "missing.wav")
+    assert res.exit_code == 1 and "Traceback" not in res.stderr
+    assert f"{bad}: " in res.stderr and f"{tmp_path / 'missing.wav'}: no such file" in res.stderr
+    assert [r.name for r in Catalogue.open(tmp_path / "cat").meta.records] == ["good"]
+    nothing = _run("index", "build", "--model", fp_model, "--out", tmp_path / "none", bad)
+    assert "no record could be indexed" in _one_line_error(nothing)
+
+
+def test_a_second_writer_is_refused(built: Path, fp_model: Path, tmp_path: Path) -> None:
+    copy = _copy(built, tmp_path)
+    extra = write(tmp_path / "delta.wav", synth_record(4, seconds=3.0))
+    with write_lock(copy):  # another writer holds the lock
+        line = _one_line_error(_run("index", "add", copy, "--model", fp_model, extra))
+        assert "being written by another process" in line
+        build = _run("index", "build", "--model", fp_model, "--out", copy, extra)
+        assert "being written by another process" in _one_line_error(build)
+    assert [r.name for r in Catalogue.open(copy).meta.records] == NAMES

@@ -1,0 +1,141 @@
+"""identify --index: voting, verification, calibration and the matches they give (mechanics, not accuracy)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from serving.calibration import Calibration
+from serving.cli import main
+from serving.matches import Match, SongResult
+from serving.output import make_writer
+from serving.retrieval import merge_spans
+from serving.verify_align import log_spectrogram, verify, warp
+from serving.voting import by_record, occurrences
+from tests.serving.fake_model import build_fingerprint_model
+from tests.serving.retrieval_helpers import records_csv, song_from, synth_record, write
+
+RATE = 16000
+NAMES, SEEDS = ["alpha", "beta", "gamma"], [1, 2, 3]
+SPAN_TOL = 1.0  # seconds: windows are 1 s, the hop 0.1 s
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("retrieval")
+    model = build_fingerprint_model(base / "fp.onnx")
+    csv_path = records_csv(base / "records", NAMES, SEEDS)
+    res = _run("index", "build", "--model", model, "--records", csv_path, "--out", base / "cat", "--hop", "0.1")
+    assert res.exit_code == 0, res.stderr
+    return model, base / "cat"
+
+
+def test_a_transformed_looped_excerpt_is_found_with_its_spans(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    model, cat = setup
+    # beta's 3.0-8.0 s, played 1.1x faster, at half gain, over noise, twice: at 1.5 s and at 8.0 s
+    song = write(tmp_path / "song.wav", song_from(synth_record(2), 3.0, 8.0, 1.1, [1.5, 8.0], 14.0, gain=0.5,
+                                                  noise=0.01))
+    res = _run("identify", "--model", model, "--index", cat, "--format", "json", "--top-k", "3", song)
+    assert res.exit_code == 0, res.stderr
+    [result] = json.loads(res.stdout)
+    [match] = result["matches"]  # the other records do not pass the calibrated threshold
+    assert match["sample"] == "beta" and 0.99 <= match["score"] <= 1.0
+    length = 5.0 / 1.1
+    spans = [(s["start_s"], s["end_s"]) for s in match["spans"]]
+    assert len(spans) == 2
+    for (lo, hi), place in zip(spans, [1.5, 8.0], strict=True):
+        assert abs(lo - place) < SPAN_TOL and abs(hi - (place + length)) < SPAN_TOL
+    assert any(lo <= match["start_s"] < match["end_s"] <= hi for lo, hi in spans)
+    assert abs(match["record_start_s"] - 3.0) < SPAN_TOL and abs(match["record_end_s"] - 8.0) < SPAN_TOL
+    assert abs(match["speed"] - 1.1) < 0.03
+
+
+def test_a_song_that_samples_nothing_gets_no_match(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    model, cat = setup
+    other = write(tmp_path / "other.wav", song_from(synth_record(9), 2.0, 7.0, 1.0, [2.0], 10.0))
+    noise = write(tmp_path / "noise.wav", (0.1 * np.random.default_rng(0).standard_normal(5 * RATE)).astype("f4"))
+    res = _run("identify", "--model", model, "--index", cat, "--format", "jsonl", other, noise)
+    assert res.exit_code == 0, res.stderr
+    assert [json.loads(line)["matches"] for line in res.stdout.splitlines()] == [[], []]
+    # a permissive threshold admits the best wrong candidate: the threshold is what says "no match"
+    loose = _run("identify", "--model", model, "--index", cat, "--format", "json", "--threshold", "0", other)
+    assert len(json.loads(loose.stdout)[0]["matches"]) == 1
+
+
+def test_table_and_csv_show_the_retrieval_fields(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    model, cat = setup
+    song = write(tmp_path / "song.wav", song_from(synth_record(1), 1.0, 6.0, 1.0, [0.5], 7.0))
+    res = _run("identify", "--model", model, "--index", cat, "--format", "csv", song, tmp_path / "absent.wav")
+    assert res.exit_code == 1 and f"{tmp_path / 'absent.wav'}: no such file" in res.stderr
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert rows[0]["sample"] == "alpha" and float(rows[0]["speed"]) == pytest.approx(1.0, abs=0.03)
+    assert rows[0]["spans"] and float(rows[0]["record_start_s"]) == pytest.approx(1.0, abs=SPAN_TOL)
+    assert rows[1]["error"] == "no such file"
+    table = _run("identify", "--model", model, "--index", cat, "--format", "table", song).stdout
+    assert "in record" in table and "alpha" in table
+
+
+def test_classifier_json_keeps_its_fields() -> None:
+    plain = SongResult("a.wav", 3.0, [Match("r1", 0.5, 0.0, 1.0)]).to_dict()
+    assert list(plain["matches"][0]) == ["sample", "score", "start_s", "end_s"]
+    full = Match("r1", 0.5, 0.0, 1.0, [{"start_s": 0.0, "end_s": 1.0}], 2.0, 3.0, 1.1).to_dict()
+    assert list(full) == ["sample", "score", "start_s", "end_s", "spans", "record_start_s", "record_end_s", "speed"]
+    out = io.StringIO()
+    writer = make_writer("csv", out, ["a.wav"])
+    writer.write(SongResult("a.wav", 3.0, [Match("r1", 0.5, 0.0, 1.0)]))
+    assert out.getvalue().splitlines()[0] == "path,duration_s,rank,sample,score,start_s,end_s,error"
+
+
+def test_votes_agree_in_time_per_record_and_scale() -> None:
+    """Two loop iterations of record 0 at scale 1.12 plus scattered hits on record 1."""
+    scales = np.array([1.0, 1.12])
+    table = np.array([[r, s, int(i * 0.1 * RATE * scales[s])] for r in (0, 1) for s in (0, 1) for i in range(100)])
+    ident = {(r, s, i): n for n, (r, s, i) in enumerate((r, s, i) for r in (0, 1) for s in (0, 1) for i in range(100))}
+    song_t = np.arange(60) * 0.1
+    ids = np.full((60, 2), -1)
+    for w in range(10, 25):  # song 1.0-2.4 s -> record 0 scaled windows 30.. (offset +2.0 s)
+        ids[w, 0] = ident[(0, 1, w + 20)]
+    for w in range(40, 55):  # song 4.0-5.4 s -> the same record region (offset -1.0 s)
+        ids[w, 0] = ident[(0, 1, w - 10)]
+    rng = np.random.default_rng(0)
+    ids[:, 1] = [ident[(1, 0, int(i))] for i in rng.integers(0, 100, 60)]
+    found = occurrences(song_t, np.ones(ids.shape), ids, table, scales, RATE, 0.1)
+    ranked = by_record(found, 3)
+    assert ranked[0].record == 0 and len(ranked[0].occurrences) == 2
+    offsets = sorted(round(o.offset_s, 1) for o in ranked[0].occurrences)
+    assert offsets == [-1.0, 2.0] and all(o.scale_index == 1 for o in ranked[0].occurrences)
+    assert all(r.record != 1 for r in ranked)  # random hits never agree for 1 s
+
+
+def test_verification_recovers_speed_and_offset() -> None:
+    record = synth_record(3)
+    fast = song_from(record, 2.0, 7.0, 1.05, [1.0], 7.0, noise=0.0, gain=1.0)
+    spec = log_spectrogram(fast, RATE)
+    # the truth: song time t <-> record time 2.0 + 1.05 (t - 1.0); voted near speed 1.0
+    align = verify(spec[60:300], 60 * 256 / RATE, record, RATE, 2.0 / 1.0 - 1.0 + 0.1, 1.0, 1.12)
+    assert align.score > 0.8 and align.speed == pytest.approx(1.05, abs=0.02)
+    t = 3.0
+    assert align.speed * (t + align.offset_s) == pytest.approx(2.0 + 1.05 * (t - 1.0), abs=0.1)
+    assert warp(spec, 1.0, 1.1) is spec and warp(spec, 2.0, 1.1).shape[0] == (spec.shape[0] + 1) // 2
+
+
+def test_calibration_maps_raw_scores_to_the_null_cdf() -> None:
+    cal = Calibration.from_scores([0.1, 0.2, 0.3, 0.35, 0.4] * 4, far=0.01)
+    assert cal.threshold == 0.99 and cal.raw_threshold > 0.4  # 1 % lies beyond the 20 null scores
+    assert cal.score(cal.raw_threshold) == pytest.approx(0.99)
+    grid = np.linspace(-1, 1.5, 200)
+    scores = [cal.score(x) for x in grid]
+    assert all(0 < s <= 1 for s in scores) and np.all(np.diff(scores) >= 0)
+    assert cal.threshold_for(0.05, None) == pytest.approx(0.95) and cal.threshold_for(0.05, 0.5) == 0.5
+    assert cal.raw_for(cal.score(0.27)) == pytest.approx(0.27, abs=1e-6)
+    assert merge_spans([(3.0, 4.0), (0.0, 1.0), (0.5, 2.0)]) == [(0.0, 2.0), (3.0, 4.0)]
