@@ -63,7 +63,14 @@ def index_command(model_options: Callable, open_session: Callable) -> click.Grou
     def index() -> None:
         """Build and inspect the retrieval catalogue (full records -> FAISS index + calibration)."""
 
-    @index.command("build")
+    index.add_command(_build_command(model_options, open_session))
+    index.add_command(_add_command(model_options, open_session))
+    index.add_command(_info_command())
+    return index
+
+
+def _build_command(model_options: Callable, open_session: Callable) -> click.Command:
+    @click.command("build")
     @click.argument("audio", nargs=-1, type=click.Path(readable=False))
     @model_options
     @click.option("--records", "records", multiple=True, type=click.Path(dir_okay=False),
@@ -90,7 +97,11 @@ def index_command(model_options: Callable, open_session: Callable) -> click.Grou
             _fail(str(err))
         sys.exit(_finish(report, out, "indexed"))
 
-    @index.command("add")
+    return build
+
+
+def _add_command(model_options: Callable, open_session: Callable) -> click.Command:
+    @click.command("add")
     @click.argument("catalogue", type=click.Path(file_okay=False))
     @click.argument("audio", nargs=-1, type=click.Path(readable=False))
     @model_options
@@ -117,7 +128,11 @@ def index_command(model_options: Callable, open_session: Callable) -> click.Grou
             _fail(str(err))
         sys.exit(_finish(report, catalogue, "added"))
 
-    @index.command("info")
+    return add
+
+
+def _info_command() -> click.Command:
+    @click.command("info")
     @click.argument("catalogue", type=click.Path(file_okay=False))
     @click.option("--format", "fmt", type=click.Choice(INFO_FORMATS), default="table", show_default=True)
     def info(catalogue: str, fmt: str) -> None:
@@ -130,7 +145,7 @@ def index_command(model_options: Callable, open_session: Callable) -> click.Grou
             _fail(str(err))
         click.echo(json.dumps(data, indent=2) if fmt == "json" else _info_table(data))
 
-    return index
+    return info
 
 
 def _info_table(data: dict[str, Any]) -> str:

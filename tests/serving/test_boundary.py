@@ -51,6 +51,28 @@ def test_identify_works_with_torch_blocked(fake_model: Path, tmp_path: Path) -> 
         assert _serve(cmd).returncode == 0
 
 
+def test_index_build_and_identify_index_work_with_torch_blocked(tmp_path: Path) -> None:
+    from tests.serving.fake_model import build_fingerprint_model
+    from tests.serving.retrieval_helpers import records_csv, song_from, synth_record, write
+
+    model = build_fingerprint_model(tmp_path / "fp.onnx")
+    csv = records_csv(tmp_path / "records", ["alpha", "beta"], [1, 2])
+    cat = tmp_path / "cat"
+    build = _serve(["index", "build", "--model", str(model), "--records", str(csv), "--out", str(cat),
+                    "--hop", "0.1", "--scales", "0.9,1,1.1"])
+    stderr = build.stderr.decode("utf-8", "replace")
+    assert build.returncode == 0 and "Traceback" not in stderr, stderr
+    assert json.loads(stderr.split("BOUNDARY ", 1)[1].splitlines()[0]) == []
+    song = write(tmp_path / "song.wav", song_from(synth_record(2), 2.0, 7.0, 1.0, [1.0], 8.0))
+    proc = _serve(["identify", "--model", str(model), "--index", str(cat), "--format", "jsonl", str(song)])
+    stderr = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    assert json.loads(stderr.split("BOUNDARY ", 1)[1].splitlines()[0]) == []
+    [row] = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert [m["sample"] for m in row["matches"]] == ["beta"]
+    assert _serve(["index", "info", str(cat)]).returncode == 0
+
+
 def test_contract_costs_numpy_and_decoding_only() -> None:
     """``import serving.contract`` (what training and export share with serving) pulls in no runtime stack."""
     heavy = ("torch", "onnxruntime", "onnx", "faiss", "click", "tqdm", "starlette", "uvicorn", "matplotlib")
