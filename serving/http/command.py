@@ -32,12 +32,27 @@ def _limits(func: Callable) -> Callable:
                      show_default=True, help="Request deadline: body by then (else 408), answer by then (else 504)."),
         click.option("--hop", type=click.FloatRange(min=0.0, min_open=True), default=None,
                      help="Seconds between windows. Default: the model's hop."),
+        click.option("--index", "index", type=click.Path(file_okay=False), default=None,
+                     help="Catalogue folder (ast-serve index build): answer by retrieval, as identify --index."),
         click.option("--decode-threads", type=click.IntRange(min=1), default=DEFAULTS.decode_threads,
                      show_default=True, help="Threads decoding uploads."),
     ]
     for flag in reversed(flags):
         func = flag(func)
     return func
+
+
+def _retrieval(index: str, session: object, options: HttpOptions) -> Callable:
+    """The retrieval answer over the catalogue ``index``, or exit 2 with its one-line refusal."""
+    from serving.catalogue_format import CatalogueError
+    from serving.http.indexed import open_catalogue, retrieval_identifier
+
+    try:
+        catalogue = open_catalogue(index, session)  # type: ignore[arg-type]
+    except CatalogueError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_USAGE)
+    return retrieval_identifier(catalogue, options.decode_threads)
 
 
 def http_command(model_options: Callable, open_session: Callable) -> click.Command:
@@ -63,11 +78,12 @@ def http_command(model_options: Callable, open_session: Callable) -> click.Comma
         if key is not None and not key.strip():
             click.echo(f"error: ${API_KEY_ENV} is set but empty; unset it or give it a key", err=True)
             sys.exit(EXIT_USAGE)
-        hop = limits.pop("hop")
+        hop, index = limits.pop("hop"), limits.pop("index")
         options = HttpOptions(hop_s=hop, api_key=key.strip() if key else None, **limits)  # type: ignore[arg-type]
         session = open_session(model, device, threads)  # a model that fails: one line, exit 2, port never opened
+        config = {} if index is None else {"identifier": _retrieval(index, session, options)}
         from serving.http.server import serve
 
-        sys.exit(serve(session, options))
+        sys.exit(serve(session, options, **config))
 
     return http

@@ -76,3 +76,31 @@ def metric(text: str, name: str, **labels: str) -> float:
         if m and all(f'{k}="{v}"' in (m.group(1) or "") for k, v in labels.items()):
             total += float(m.group(2))
     return total
+
+
+LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def cli_server(*args: str) -> Iterator[tuple[str, Any, list[str]]]:
+    """``ast-serve http ARGS --port 0`` as a subprocess -> (url, process, stderr lines); killed if still up."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "serving.cli", "http", "--device", "cpu", "--port", "0", *args],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (found := [m for ln in lines if (m := LISTENING.search(ln))]):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(POLL_S)
+        yield f"http://127.0.0.1:{found[0].group(1)}", proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(STOP_TIMEOUT_S)
+        reader.join(STOP_TIMEOUT_S)
