@@ -216,15 +216,23 @@ def _clip(mono: np.ndarray, stats: DecodeStats) -> np.ndarray:
     return mono.astype(np.float32, copy=False)
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = TARGET_RATE) -> np.ndarray:
-    """Decode a whole file into one mono float32 array (convenience for short files and tests).
+def load_audio(path: str | os.PathLike, sample_rate: int = TARGET_RATE, stats: DecodeStats | None = None
+               ) -> np.ndarray:
+    """Decode a whole file into one mono float32 array (for files that fit in memory).
 
     Args:
         path: audio file.
         sample_rate: output rate.
+        stats: optional counters (repaired and clipped samples), filled while decoding.
 
     Returns:
         float32 array [S].
     """
-    blocks = list(stream_audio(path, sample_rate))
+    blocks = list(stream_audio(path, sample_rate, stats=stats))
     return np.concatenate(blocks) if blocks else EMPTY.copy()
+
+
+def warn_repairs(name: str, stats: DecodeStats) -> None:
+    """The one warning a file with repaired samples gets, wherever it was decoded."""
+    if stats.nonfinite:
+        logger.warning("%s: replaced %d non-finite samples (NaN/Inf) with 0", name, stats.nonfinite)

@@ -7,7 +7,8 @@ plus soundfile and soxr for decoding (never torch).
 What lives here, in data order:
 
 - **Decoding**: any libsndfile file -> mono float32 in [-1, 1] at the model's rate. One rule for bad samples:
-  NaN/+-Inf become 0 (counted, one warning per file), out-of-range samples are clipped. The implementation is
+  NaN/+-Inf become 0 (counted in :class:`DecodeStats`; :func:`warn_repairs` is the one warning per file),
+  out-of-range samples are clipped. The implementation is
   :mod:`serving.audio`; it is re-exported here so that callers depend on the contract only.
 - **Exported-graph IO**: the input and output names and the metadata key, version and required fields.
 - **Window placement** (:func:`window_starts`) and the **default hop** (:func:`default_hop`, half a window).
@@ -33,9 +34,10 @@ from typing import IO, Any
 
 import numpy as np
 
-from serving.audio import AudioError, DecodeStats, load_audio, stream_audio
+from serving.audio import AudioError, DecodeStats, load_audio, stream_audio, warn_repairs
 
 __all__ = [
+    "MANIFEST_OPTIONAL", "MANIFEST_REQUIRED", "SCORE_DECIMALS", "TIME_DECIMALS", "warn_repairs",
     "AudioError", "DecodeStats", "FORMAT_VERSION", "INPUT_NAME", "METADATA_KEY", "ModelError", "ModelMetadata",
     "OUTPUT_NAMES", "atomic_write", "default_hop", "load_audio", "log_to_stderr", "one_line", "parse_metadata",
     "SPLITS", "read_manifest_rows", "remove_stale_temps", "song_path", "split_name", "round_score", "round_time", "song_scores", "song_windows", "stream_audio",
@@ -129,8 +131,9 @@ def read_manifest_rows(manifest: str | os.PathLike) -> tuple[list[str], list[dic
     """Header and rows of a manifest CSV (UTF-8, a BOM tolerated); validation is the reader's job."""
     with open(manifest, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        rows = list(reader)
-        return list(reader.fieldnames or []), rows
+        header = [name.strip() for name in reader.fieldnames or []]
+        reader.fieldnames = header  # column names are compared stripped, by every reader
+        return header, list(reader)
 
 
 # ----------------------------------------------------------------------------------------- windows

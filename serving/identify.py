@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.contract import ModelMetadata, round_time
+from serving.contract import ModelMetadata, round_time, warn_repairs
 from serving.matches import MatchOptions, SongResult, match_song
 from serving.session import ModelSession
 from serving.windows import Batch, FileDone, iter_batches
@@ -99,8 +99,8 @@ def _split_by_file(batch: Batch, probs: np.ndarray, acc: dict[int, list]) -> Non
 
 
 def _finish(done: FileDone, parts: list, path: str, session: ModelSession, opts: IdentifyOptions) -> SongResult:
-    if done.stats is not None and done.stats.nonfinite:
-        logger.warning("%s: replaced %d non-finite samples (NaN/Inf) with 0", path, done.stats.nonfinite)
+    if done.stats is not None:
+        warn_repairs(path, done.stats)
     if done.error is not None:
         return SongResult(path, error=done.error)
     starts = np.concatenate([s for s, _ in parts]) if parts else np.zeros(0, np.int64)  # [N]

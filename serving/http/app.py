@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from serving.contract import one_line, window_starts
+from serving.contract import one_line, warn_repairs, window_starts
 from serving.http import limits
 from serving.http.batcher import Batcher, InferenceError
 from serving.http.decode import Cancelled, DecodedSong, decode_upload
@@ -247,8 +247,7 @@ async def _work(svc: Service, name: str, body: bytes, match: MatchOptions, cance
     except HttpError as err:
         svc.metrics.decode_errors.labels(str(err.status)).inc()
         raise
-    if song.stats.nonfinite:
-        logger.warning("%s: replaced %d non-finite samples (NaN/Inf) with 0", name, song.stats.nonfinite)
+    warn_repairs(name, song.stats)
     try:
         result = await svc.identify(name, song, match)
     except InferenceError as err:

@@ -1,13 +1,12 @@
 """End to end across packages: a random tiny model -> `ast-export onnx` -> `ast-serve identify`.
 
-Written against the shared API (models.weights, ast_export CLI, training.dataset.song_windows). It checks that
-serving reads a real export (metadata, shapes), that its windows are training's windows, and that its song
+Written against the shared API (models.weights, ast_export CLI, serving.contract.song_windows). It checks that
+serving reads a real export (metadata, shapes), that its streamed windows are the contract's, and that its song
 scores follow the shared rule (max over windows) on the exported graph's own window probabilities.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -16,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from serving.audio import load_audio
 from serving.cli import main
+from serving.contract import load_audio, song_windows
 from serving.identify import IdentifyOptions, identify
 from serving.matches import MatchOptions
 from serving.session import ModelSession, SessionOptions
@@ -56,7 +55,6 @@ def test_export_then_identify(tmp_path: Path, capsys) -> None:
     torch.set_num_threads(1)
     from models import weights as model_weights
 
-    song_windows = importlib.import_module("training.dataset").song_windows
     weights = _random_weights(tmp_path / "modelo_audio.pth")
     model = _export(weights, tmp_path / "modelo_audio.onnx")
     session = ModelSession(model, SessionOptions(device="cpu", intra_threads=1))

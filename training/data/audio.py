@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from serving.contract import AudioError, DecodeStats, stream_audio
+from serving.contract import AudioError, DecodeStats, load_audio, warn_repairs
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +40,10 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """
     stats = DecodeStats()
     try:
-        blocks = list(stream_audio(path, sample_rate, stats=stats))
+        wave = load_audio(path, sample_rate, stats=stats)  # [S]
     except AudioError as exc:
         raise AudioError(f"{path}: {exc}") from exc
-    if stats.nonfinite:
-        logger.warning("%s: %d NaN/Inf sample(s) replaced by 0", path, stats.nonfinite)
-    wave = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)  # [S]
+    warn_repairs(str(path), stats)
     if wave.size == 0:
         raise AudioError(f"{path}: no audio samples")
     return wave

@@ -56,11 +56,11 @@ def test_nonfinite_samples_become_zero_with_one_warning(tmp_path: Path, caplog: 
     wave[40] = 3.0  # out of range: clipped
     path = tmp_path / "x.wav"
     sf.write(path, wave, 16000, subtype="FLOAT")
-    with caplog.at_level(logging.WARNING, logger="training.data.audio"):
+    with caplog.at_level(logging.WARNING, logger="serving.audio"):
         x = load_audio(path)
     assert np.all(np.isfinite(x)) and x[[10, 20, 30]].tolist() == [0.0, 0.0, 0.0] and x[40] == 1.0
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "3 NaN/Inf" in warnings[0].getMessage() and "x.wav" in warnings[0].getMessage()
+    assert len(warnings) == 1 and "replaced 3 non-finite samples" in warnings[0].getMessage() and "x.wav" in warnings[0].getMessage()
 
 
 def test_missing_and_garbage_files(tmp_path: Path) -> None:
