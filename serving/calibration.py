@@ -46,6 +46,8 @@ MIN_TAIL_SCALE = 0.02  # raw-score units (normalised cross-correlation)
 TAIL_FRACTION = 0.1  # the top 10 % of null scores set the tail's scale
 MIN_TAIL_POINTS = 5
 SEED = 0
+NO_CANDIDATE = -1.0  # the raw score of a query that no record votes for (serving.verify_align.NO_SCORE)
+MIN_INFORMATIVE = 5
 
 ScoreFn = Callable[[np.ndarray, "tuple[int, int] | None"], float]
 
@@ -174,6 +176,10 @@ def calibrate(score: ScoreFn, queries: Iterator[NullQuery], far: float = DEFAULT
         scores.append(score(query.wave, query.exclude))
         kinds[query.kind] = kinds.get(query.kind, 0) + 1
     cal = Calibration.from_scores(scores, far, generation, kinds)
+    informative = sum(s > NO_CANDIDATE for s in scores)
+    if informative < MIN_INFORMATIVE:
+        logger.warning("only %d of %d null queries reached verification: the threshold is a rough estimate "
+                       "(index more records)", informative, len(scores))
     logger.info("calibrated on %d null queries: raw threshold %.3f for a %.1f %% false-accept rate",
                 len(scores), cal.raw_threshold, 100 * far)
     return cal

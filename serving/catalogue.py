@@ -30,7 +30,7 @@ from serving.catalogue_format import (
     load_ids,
     read_meta,
 )
-from serving.contract import ModelMetadata, load_audio
+from serving.contract import ModelMetadata, load_audio, one_line
 from serving.vectors import FaissStore
 
 logger = logging.getLogger(__name__)
@@ -110,6 +110,8 @@ class Catalogue:
                 check_model(meta, model, folder)
             try:
                 return cls._load(Path(folder), meta)
+            except OSError as err:  # permissions, I/O errors: unusable, in one line
+                raise CatalogueError(f"cannot read catalogue {folder}: {one_line(err)}") from err
             except CatalogueError:
                 if attempt + 1 == OPEN_ATTEMPTS or read_meta(folder).generation == meta.generation:
                     raise  # not a writer swapping files under us: really broken

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from serving.catalogue_format import CatalogueError
+from serving.contract import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +94,8 @@ def _build_command(model_options: Callable, open_session: Callable) -> click.Com
         opts = BuildOptions(hop, _scales(scales) or DEFAULT_SCALES, batch_size, far, sys.stderr.isatty())
         try:
             report = build_catalogue(session, _sources(records, audio), out, opts, os.path.abspath(session.path))
-        except CatalogueError as err:
-            _fail(str(err))
+        except (CatalogueError, OSError) as err:
+            _fail(one_line(err))
         sys.exit(_finish(report, out, "indexed"))
 
     return build
@@ -118,14 +119,14 @@ def _add_command(model_options: Callable, open_session: Callable) -> click.Comma
             raise click.UsageError("give --records CSV and/or AUDIO files")
         try:
             meta = read_meta(catalogue)
-        except CatalogueError as err:
-            _fail(str(err))
+        except (CatalogueError, OSError) as err:
+            _fail(one_line(err))
         session = open_session(model or meta.model_path or None, device, threads)
         opts = BuildOptions(batch_size=batch_size, progress=sys.stderr.isatty())
         try:
             report = add_to_catalogue(session, catalogue, _sources(records, audio), opts)
-        except CatalogueError as err:
-            _fail(str(err))
+        except (CatalogueError, OSError) as err:
+            _fail(one_line(err))
         sys.exit(_finish(report, catalogue, "added"))
 
     return add
@@ -141,8 +142,8 @@ def _info_command() -> click.Command:
 
         try:
             data = Catalogue.open(catalogue).info()
-        except CatalogueError as err:
-            _fail(str(err))
+        except (CatalogueError, OSError) as err:
+            _fail(one_line(err))
         click.echo(json.dumps(data, indent=2) if fmt == "json" else _info_table(data))
 
     return info
@@ -172,8 +173,8 @@ def identify_with_index(session: Any, index: str, inputs: list[str], top_k: int,
 
     try:
         catalogue = Catalogue.open(index, session.metadata)
-    except CatalogueError as err:
-        _fail(str(err))
+    except (CatalogueError, OSError) as err:
+        _fail(one_line(err))
     opts = RetrievalOptions(top_k=top_k, far=far, threshold=threshold, batch_size=batch_size, hop_s=hop)
     writer = make_writer(fmt, sys.stdout, [display_path(p) for p in inputs], retrieval=True)
     failed = 0

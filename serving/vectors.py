@@ -24,10 +24,12 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-import faiss
 import numpy as np
 
 from serving.catalogue_format import CatalogueError
+
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise at INFO
+import faiss  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
