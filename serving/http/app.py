@@ -47,8 +47,8 @@ RETRY_AFTER_S = "1"
 CLIENT_CLOSED = 499  # nginx's code for "client closed the request"; only ever seen in /metrics
 ENDPOINTS = ("/", "/healthz", "/readyz", "/v1/model", "/v1/identify", "/metrics")
 
-# The seam where an answer is made: a decoded song -> its result. The classifier below is the only one
-# today; a retrieval identifier (catalogue search + voting on the embeddings) plugs in here with the same type.
+# The seam where an answer is made: a decoded song -> its result. The classifier below is the default;
+# serving.http.indexed.retrieval_identifier (``--index``: catalogue search, voting, verification) is the other.
 SongIdentifier = Callable[[str, DecodedSong, MatchOptions], Awaitable[SongResult]]
 Warmup = Callable[[], None]
 
@@ -178,7 +178,8 @@ async def _model(request: Request) -> Response:
     svc = _service(request)
     limits.check_auth(request.headers.get("authorization"), svc.options.api_key)
     meta = svc.session.metadata
-    body = {"path": svc.session.path, "provider": svc.session.provider, "ready": svc.ready,
+    body = {"path": svc.session.path, "provider": svc.session.provider, "backend": svc.session.backend_name,
+            "precision": svc.session.precision, "ready": svc.ready,
             "weights_sha256": meta.raw.get("weights_sha256"), "labels": list(meta.labels),
             "sample_rate": meta.sample_rate, "window_samples": meta.window_samples,
             "hop_samples": hop_samples(svc.session, svc.options.hop_s), "window_s": meta.window_s,
@@ -199,7 +200,7 @@ async def _identify(request: Request) -> Response:
     svc = _service(request)
     opts = svc.options
     limits.check_auth(request.headers.get("authorization"), opts.api_key)
-    match, name = limits.parse_query(request.query_params, len(svc.session.metadata.labels))
+    match, name = limits.parse_query(request.query_params)
     if not svc.ready or svc.identify is None:
         raise HttpError(503, "model is warming up; retry shortly", {"Retry-After": RETRY_AFTER_S})
     if svc.in_flight >= opts.max_queue:

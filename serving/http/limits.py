@@ -57,7 +57,7 @@ def check_auth(header: str | None, api_key: str | None) -> None:
         raise HttpError(401, "wrong API key", challenge)
 
 
-def parse_query(params: Mapping[str, str], classes: int) -> tuple[MatchOptions, str | None]:
+def parse_query(params: Mapping[str, str]) -> tuple[MatchOptions, str | None]:
     """``top_k``, ``threshold``, ``timeline`` (as ``identify``'s flags) and ``name`` -> options and name."""
     unknown = sorted(set(params) - set(QUERY_KEYS))
     if unknown:
@@ -70,7 +70,7 @@ def parse_query(params: Mapping[str, str], classes: int) -> tuple[MatchOptions, 
     if word not in TRUE_WORDS + FALSE_WORDS:
         raise HttpError(400, f"timeline must be true or false, got {params['timeline']!r}")
     name = params.get("name")
-    return MatchOptions(min(top_k, classes), threshold, word in TRUE_WORDS), name
+    return MatchOptions(top_k, threshold, word in TRUE_WORDS), name  # k is clamped where it is used
 
 
 def _int(text: str, key: str, lo: int, hi: int) -> int:

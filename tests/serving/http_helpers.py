@@ -33,7 +33,7 @@ class Running:
 
 
 def session(model: Path) -> ModelSession:
-    return ModelSession(model, SessionOptions(device="cpu", intra_threads=1))
+    return ModelSession(model, SessionOptions(device="cpu", intra_threads=1, backend="ort", precision="fp32"))
 
 
 @contextmanager

@@ -38,7 +38,8 @@ def songs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 def _cli_json(model: Path, songs: list[Path], *flags: str, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
     monkeypatch.chdir(songs[0].parent)  # relative names, as the upload's file name
-    res = CliRunner().invoke(main, ["identify", "--model", str(model), "--device", "cpu", "--format", "json",
+    res = CliRunner().invoke(main, ["identify", "--model", str(model), "--device", "cpu", "--backend", "ort",
+                                    "--precision", "fp32", "--format", "json",
                                     *flags, *[p.name for p in songs]], catch_exceptions=False)
     return json.loads(res.stdout)
 
@@ -68,6 +69,7 @@ def test_model_metrics_health_and_page(server) -> None:
         assert client.get("/healthz").json() == {"status": "alive"}
         model = client.get("/v1/model").json()
         assert model["weights_sha256"] == "0" * 64 and model["provider"] == "CPUExecutionProvider"
+        assert model["backend"] == "ort" and model["precision"] == "fp32"
         assert model["labels"] == LABELS and model["limits"]["max_batch"] == OPTIONS.max_batch
         page = client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
