@@ -222,3 +222,65 @@ def test_ort_spinning_option(spinning: bool | None, value: str) -> None:
     assert isinstance(so, ort.SessionOptions)
     for key in SPINNING_KEYS:
         assert so.get_session_config_entry(key) == value
+
+
+# ------------------------------------------------------------------------------------------ frontend cut
+def _conv_model(path: Path) -> Path:
+    """The fake model's contract with a Conv: waveform -> frames (the 'frontend') -> Conv -> heads."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    frames, channels, dim = 40, 6, 8
+    nodes = [
+        helper.make_node("Reshape", ["waveform", "shape"], ["frames"]),  # [B, 1, F, W/F]
+        helper.make_node("Mul", ["frames", "frames"], ["power"]),
+        helper.make_node("Add", ["power", "eps"], ["power_eps"]),
+        helper.make_node("Log", ["power_eps"], ["logpower"]),  # log compression, as the Kaldi frontend's
+        helper.make_node("Conv", ["logpower", "kernel"], ["patches"]),  # [B, C, F, 1]
+        helper.make_node("Flatten", ["patches"], ["flat"]),  # [B, C*F]
+        helper.make_node("MatMul", ["flat", "w1"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+        helper.make_node("MatMul", ["flat", "w2"], ["proj"]),
+        helper.make_node("LpNormalization", ["proj"], ["embedding"], axis=1, p=2),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([0, 1, frames, WINDOW // frames], np.int64), "shape"),
+        numpy_helper.from_array(np.array(1e-6, np.float32), "eps"),
+        numpy_helper.from_array(rng.standard_normal((channels, 1, 1, WINDOW // frames)).astype(np.float32) * 0.05,
+                                "kernel"),
+        numpy_helper.from_array(rng.standard_normal((channels * frames, len(LABELS))).astype(np.float32) * 0.1,
+                                "w1"),
+        numpy_helper.from_array(rng.standard_normal((channels * frames, dim)).astype(np.float32), "w2"),
+    ]
+    graph = helper.make_graph(
+        nodes, "conv_fake", [helper.make_tensor_value_info("waveform", TensorProto.FLOAT, ["batch", WINDOW])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", len(LABELS)]),
+         helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", dim])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    import json
+
+    helper.set_model_props(model, {"ast_sampleid": json.dumps(metadata())})
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_low_precision_keeps_the_frontend_f32(tmp_path: Path, precision: str) -> None:
+    pytest.importorskip("openvino")
+    from serving.backends.openvino import capabilities
+
+    if {"bf16": "BF16", "fp16": "FP16"}[precision] not in capabilities():
+        pytest.skip(f"this CPU has no {precision} in OpenVINO")
+    path = _conv_model(tmp_path / "conv.onnx")
+    waves = _waves(32, seed=5)
+    ref_p, ref_e = ModelSession(path, SessionOptions(device="cpu")).run(waves)
+    sess = ModelSession(path, SessionOptions(device="cpu", backend="openvino", precision=precision))
+    assert sess.backend._front is not None  # cut at the Conv: the frontend compiled apart, at f32
+    probs, emb = sess.run(waves)
+    assert probs.shape == ref_p.shape and emb.shape == ref_e.shape
+    assert (probs.argmax(1) == ref_p.argmax(1)).mean() >= VARIANT_TOP1_AGREEMENT
+    fp32 = ModelSession(path, SessionOptions(device="cpu", backend="openvino", precision="fp32"))
+    assert fp32.backend._front is None
+    assert np.abs(fp32.run(waves)[0] - ref_p).max() <= ORT_PROBS_MAX_ABS
