@@ -8,7 +8,7 @@ import subprocess
 from importlib import metadata
 from typing import Any
 
-PACKAGES = ("torch", "onnxruntime-gpu", "onnx", "transformers", "numpy", "timm")
+PACKAGES = ("torch", "onnxruntime-gpu", "onnx", "transformers", "numpy", "timm", "openvino")
 
 
 def _lscpu() -> dict[str, str]:
@@ -54,12 +54,16 @@ def collect(threads: int) -> dict[str, Any]:
         "cores": os.cpu_count(),
         "threads": threads,
         "isa": sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
-                               "amx_tile", "amx_bf16", "amx_int8"}),
+                               "amx_tile", "amx_bf16", "amx_int8", "amx_fp16"}),
+        "cpu_family_model": f"{cpu.get('CPU family', '?')}/{cpu.get('Model', '?')}",
+        "cpu_flags": sorted(flags),  # lscpu's whole Flags line: what the serving auto rule reads
+        "hypervisor": cpu.get("Hypervisor vendor"),
         "gpu": gpu,
         "device": f"{gpu} (GPU)" if gpu else f"{cpu.get('Model name', 'CPU')}, {os.cpu_count()} cores",
         "python": platform.python_version(),
         "torch": _version("torch"),
         "onnxruntime": ort.__version__,
+        "openvino": _version("openvino"),
         "ort_providers": ort.get_available_providers(),
         "transformers": _version("transformers"),
         "versions": {p: _version(p) for p in PACKAGES},

@@ -149,14 +149,15 @@ def gpu_paths_on_cpu(bm: BenchModel, x: np.ndarray) -> dict[str, Any]:
 
 
 def serve_bench(bm: BenchModel, threads: int, seconds: float) -> dict[str, Any]:
-    """``ast-serve bench`` on the exported tiny model (plain and optimised graph), a few batch sizes."""
+    """``ast-serve bench`` on the exported tiny model (plain and optimised graph), a few batch sizes; the plain
+    graph under ``--backend auto`` (what users get: OpenVINO bf16 on an AMX CPU) and ``--backend ort``."""
     runs: dict[str, Any] = {}
-    for kind in ("onnx", "onnx_optimized"):
+    for kind, backend in (("onnx", "auto"), ("onnx", "ort"), ("onnx_optimized", "ort")):
         path = bm.artifacts.get(kind)
         if path is None:
             continue
         for batch in SERVE_BATCHES:
-            runs[f"{kind} b{batch}"] = run_serve_bench(path, batch, seconds, threads)
+            runs[f"{kind} {backend} b{batch}"] = run_serve_bench(path, batch, seconds, threads, backend=backend)
     parsed = [r["parsed"] | {"run": k} for k, r in runs.items() if r.get("parsed", {}).get("real-time_factor")]
     best = max(parsed, key=lambda p: p["real-time_factor"], default=None)
     return {"runs": runs, "best": best}

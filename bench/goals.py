@@ -49,7 +49,7 @@ def _entry(report: Report, rows: list[VariantRow], goal: float, need_agreement: 
 
 def _ok(report: Report, config: str, device: str, words: tuple[str, ...]) -> list[VariantRow]:
     return [r for r in report.rows if r.config == config and r.device == device and r.status == "ok"
-            and all(w in r.variant for w in words)]
+            and r.role != "peer" and all(w in r.variant for w in words)]
 
 
 def summarise_goals(report: Report) -> dict[str, Any]:

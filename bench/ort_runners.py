@@ -40,6 +40,8 @@ class OrtOptions:
         tf32: CUDA only; off by default for fp32 parity.
         io_binding: bind input/outputs explicitly (the GPU path; also runs on CPU).
         profile_prefix: when set, ORT writes a per-op JSON trace with this prefix.
+        spinning: idle intra-/inter-op threads busy-wait; ``None`` = ORT's default (on). ``ast-serve`` turns it
+            off (bench/NOTES.md #17).
     """
 
     device: str = "cpu"
@@ -48,6 +50,10 @@ class OrtOptions:
     tf32: bool = False
     io_binding: bool = False
     profile_prefix: str | None = None
+    spinning: bool | None = None
+
+
+SPINNING_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
 
 
 def cuda_available() -> bool:
@@ -73,6 +79,9 @@ def make_session(path: Path, opts: OrtOptions, optimized_path: Path | None = Non
     so.graph_optimization_level = OPT_LEVELS[opts.opt_level]
     so.intra_op_num_threads = opts.threads
     so.log_severity_level = 3
+    if opts.spinning is not None:
+        for key in SPINNING_KEYS:
+            so.add_session_config_entry(key, "1" if opts.spinning else "0")
     if opts.profile_prefix:
         so.enable_profiling = True
         so.profile_file_prefix = opts.profile_prefix

@@ -18,6 +18,7 @@ from bench.timing import Runner, Unavailable
 log = logging.getLogger(__name__)
 
 PEER_NAME = "peer: HF transformers eager"
+PEER_BF16_NAME = "peer: HF transformers eager, torch.autocast bf16"  # what a user who knows autocast gets
 
 
 @dataclass
@@ -47,8 +48,11 @@ def _hf_config(ast_cfg: object, hf_cls: type) -> object:
     )
 
 
-def build_peer(ast_cfg: object, device: str = "cpu", seed: int = 0) -> tuple[Runner, PeerInfo]:
+def build_peer(ast_cfg: object, device: str = "cpu", seed: int = 0,
+               autocast_bf16: bool = False) -> tuple[Runner, PeerInfo]:
     """Build the peer runner: waveforms [B, S] -> softmax probs [B, C].
+
+    ``autocast_bf16``: run the model (not the feature extractor) under ``torch.autocast(bfloat16)``.
 
     Raises:
         Unavailable: transformers missing, or CUDA requested without a GPU.
@@ -71,7 +75,7 @@ def build_peer(ast_cfg: object, device: str = "cpu", seed: int = 0) -> tuple[Run
 
     def run(waveforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         inputs = extractor(list(waveforms), sampling_rate=SAMPLE_RATE, return_tensors="pt")
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=autocast_bf16):
             logits = model(inputs["input_values"].to(device)).logits  # [B, C]
             probs = torch.softmax(logits, dim=-1).float().cpu().numpy()
         # The classifier does not return its pooled embedding; ours is not comparable anyway (other weights).
@@ -80,7 +84,7 @@ def build_peer(ast_cfg: object, device: str = "cpu", seed: int = 0) -> tuple[Run
     info = PeerInfo(
         transformers_version=transformers.__version__,
         attn_implementation=str(getattr(model.config, "_attn_implementation", "default")),
-        dtype="float32",
+        dtype="bfloat16 (autocast)" if autocast_bf16 else "float32",
         device=device,
     )
     log.info("peer built: %s", info)

@@ -94,8 +94,11 @@ def markdown(report: Report) -> str:
     lines = [
         f"### Benchmark {report.date} — {report.device}",
         "",
-        f"{env.get('cpu_model', '?')}, {env.get('cores', '?')} cores, {env.get('threads', '?')} threads used; "
+        f"{env.get('cpu_model', '?')} (family/model {env.get('cpu_family_model', '?')}), "
+        f"{env.get('cores', '?')} cores, {env.get('threads', '?')} threads used; "
+        f"ISA flags: {' '.join(env.get('isa', [])) or '?'}; "
         f"torch {env.get('torch', '?')}, onnxruntime {env.get('onnxruntime', '?')}, "
+        f"openvino {env.get('openvino', '?')}, "
         f"transformers {env.get('transformers', '?')}. Every figure includes the Kaldi frontend "
         "(input: raw waveform windows). Cells: clips/s (ratio to the peer at the same batch). "
         "Agreement: top-1 vs our eager fp32 on the same music-like clips.",
