@@ -45,12 +45,14 @@ def song_files(songs: tuple[str, ...], limit: int) -> list[Path]:
     return files[:limit] if limit else files
 
 
-def baseline(model: Path, files: list[Path], device: str, threads: int, batch: int) -> dict[str, float]:
+def baseline(model: Path, files: list[Path], device: str, threads: int, batch: int, backend: str,
+             precision: str) -> dict[str, float]:
     """``ast-serve identify``'s throughput over ``files`` (in-process, the session loaded beforehand)."""
     from serving.identify import IdentifyOptions, identify
     from serving.session import ModelSession, SessionOptions
 
-    session = ModelSession(model, SessionOptions(device=device, intra_threads=threads))
+    session = ModelSession(model, SessionOptions(device=device, intra_threads=threads, backend=backend,
+                                                 precision=precision))
     t0 = time.perf_counter()
     results = list(identify(session, [str(f) for f in files], IdentifyOptions(batch_size=batch)))
     wall = time.perf_counter() - t0
@@ -149,12 +151,15 @@ def table(base: dict[str, float], rows: list[dict[str, Any]]) -> str:
 @click.option("--concurrency", default="1,8,32", show_default=True, help="Comma-separated in-flight levels.")
 @click.option("--rounds", type=int, default=1, show_default=True, help="Times each song is posted per level.")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--backend", default="auto", show_default=True, help="As ast-serve's --backend (both sides).")
+@click.option("--precision", default="auto", show_default=True, help="As ast-serve's --precision (both sides).")
 @click.option("--threads", type=int, default=0, show_default=True, help="ORT intra-op threads (both sides).")
 @click.option("--max-batch", type=int, default=32, show_default=True)
 @click.option("--max-delay-ms", type=float, default=5.0, show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def main(model: Path | None, songs: tuple[str, ...], limit: int, concurrency: str, rounds: int, device: str,
-         threads: int, max_batch: int, max_delay_ms: float, json_out: Path | None) -> None:
+         backend: str, precision: str, threads: int, max_batch: int, max_delay_ms: float,
+         json_out: Path | None) -> None:
     """Drive ast-serve http at each concurrency level and compare with ast-serve identify."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
@@ -163,10 +168,11 @@ def main(model: Path | None, songs: tuple[str, ...], limit: int, concurrency: st
         raise SystemExit("no audio files found under --songs")
     with tempfile.TemporaryDirectory() as tmp:
         model = model or fake_model(Path(tmp))
-        base = baseline(model, files, device, threads, max_batch)
+        base = baseline(model, files, device, threads, max_batch, backend, precision)
         bodies = [f.read_bytes() for f in files] * rounds
         port = _free_port()
-        server = start_server(model, port, ["--device", device, "--threads", str(threads), "--max-batch",
+        server = start_server(model, port, ["--device", device, "--backend", backend, "--precision", precision,
+                                            "--threads", str(threads), "--max-batch",
                                             str(max_batch), "--max-delay-ms", str(max_delay_ms),
                                             "--max-queue", "1024", "--timeout-s", str(REQUEST_TIMEOUT_S)])
         try:
