@@ -66,16 +66,19 @@ def _runs(windows: np.ndarray, max_gap: int) -> list[np.ndarray]:
     return np.split(windows, cuts)
 
 
-def _keys(song_t: np.ndarray, sims: np.ndarray, ids: np.ndarray, table: np.ndarray, scales: np.ndarray,
-          sample_rate: int, bin_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flattened votes: ``(keys [v, 3] = record, scale, bin pair), window [v], offset_s [v]``."""
+BIN_SPAN = 1 << 32  # bins are packed with (record, scale) into one int64 key
+
+
+def _keys(song_t: np.ndarray, ids: np.ndarray, table: np.ndarray, scales: np.ndarray, sample_rate: int,
+          bin_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flattened votes: ``(key [v], window [v], offset_s [v])``; key = (record * S + scale) * 2^32 + bin pair."""
     valid = ids >= 0  # [m, k]
     window = np.broadcast_to(np.arange(ids.shape[0])[:, None], ids.shape)[valid]  # [h]
     rows = table[ids[valid]]  # [h, 3]
     offset = rows[:, 2] / sample_rate / scales[rows[:, 1]] - song_t[window]  # [h]
-    first_bin = np.floor(offset / bin_s).astype(np.int64)  # [h]
-    keys = np.concatenate([np.stack([rows[:, 0], rows[:, 1], first_bin], 1),
-                           np.stack([rows[:, 0], rows[:, 1], first_bin - 1], 1)])  # [2h, 3]
+    first_bin = np.floor(offset / bin_s).astype(np.int64) + BIN_SPAN // 2  # [h], >= 0
+    base = (rows[:, 0] * scales.shape[0] + rows[:, 1]) * BIN_SPAN  # [h]
+    keys = np.concatenate([base + first_bin, base + first_bin - 1])  # [2h]: the bin and the one below
     return keys, np.concatenate([window, window]), np.concatenate([offset, offset])
 
 
@@ -96,22 +99,24 @@ def occurrences(song_t: np.ndarray, sims: np.ndarray, ids: np.ndarray, table: np
         return []
     min_votes = min_votes_for(hop_s) if min_votes is None else min_votes
     max_gap = max(1, int(round(MAX_GAP_S / hop_s)))
-    keys, window, offset = _keys(song_t, sims, ids, table, scales, sample_rate, bin_for(hop_s))
-    uniq, key_of = np.unique(keys, axis=0, return_inverse=True)  # [u, 3], [v]
-    key_of = key_of.reshape(-1)
-    order = np.lexsort((window, key_of))  # by key, then window
-    key_sorted, win_sorted, off_sorted = key_of[order], window[order], offset[order]
-    bounds = np.flatnonzero(np.diff(key_sorted)) + 1
+    keys, window, offset = _keys(song_t, ids, table, scales, sample_rate, bin_for(hop_s))
+    order = np.lexsort((window, keys))  # by key, then window
+    keys, window, offset = keys[order], window[order], offset[order]
+    first_of_pair = np.r_[True, (keys[1:] != keys[:-1]) | (window[1:] != window[:-1])]  # one vote per window
+    uniq, counts = np.unique(keys[first_of_pair], return_counts=True)
+    keep = np.isin(keys, uniq[counts >= min_votes])  # only these keys can hold a run: the loop stays short
+    keys, window, offset = keys[keep], window[keep], offset[keep]
+    if keys.size == 0:
+        return []
+    bounds = np.flatnonzero(np.diff(keys)) + 1
     found = []
-    for group_win, group_off, key in zip(np.split(win_sorted, bounds), np.split(off_sorted, bounds),
-                                         uniq[key_sorted[np.r_[0, bounds]]], strict=True):
-        distinct = np.unique(group_win)
-        if distinct.shape[0] < min_votes:
-            continue
-        for run in _runs(distinct, max_gap):
+    for group_win, group_off, key in zip(np.split(window, bounds), np.split(offset, bounds),
+                                         keys[np.r_[0, bounds]], strict=True):
+        record, scale = divmod(int(key) // BIN_SPAN, scales.shape[0])
+        for run in _runs(np.unique(group_win), max_gap):
             if run.shape[0] >= min_votes:
                 in_run = np.isin(group_win, run)
-                found.append(Occurrence(int(key[0]), int(key[1]), float(np.median(group_off[in_run])), run))
+                found.append(Occurrence(record, scale, float(np.median(group_off[in_run])), run))
     found.sort(key=lambda o: -o.votes)
     return found
 

@@ -70,6 +70,8 @@ def test_a_song_that_samples_nothing_gets_no_match(setup: tuple[Path, Path], tmp
     # a permissive threshold admits the best wrong candidate: the threshold is what says "no match"
     loose = _run("identify", "--model", model, "--index", cat, "--format", "json", "--threshold", "0", other)
     assert len(json.loads(loose.stdout)[0]["matches"]) == 1
+    lax = _run("identify", "--model", model, "--index", cat, "--format", "json", "--far", "0.999", other)
+    assert len(json.loads(lax.stdout)[0]["matches"]) == 1  # --far 0.999: score >= 0.001 suffices
 
 
 def test_table_and_csv_show_the_retrieval_fields(setup: tuple[Path, Path], tmp_path: Path) -> None:
