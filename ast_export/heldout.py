@@ -16,12 +16,14 @@ import numpy as np
 from ast_export.errors import VerifyInputError
 from serving.contract import (
     AudioError,
+    DecodeStats,
     load_audio,
     one_line,
     read_manifest_rows,
     song_path,
     song_windows,
     split_name,
+    warn_repairs,
 )
 
 logger = logging.getLogger(__name__)
@@ -64,14 +66,17 @@ def labelled_songs(manifest: Path, labels: list[str], split: str = HELD_OUT_SPLI
 
 
 def load_songs(paths: list[tuple[Path, int | None]], sample_rate: int, window: int, hop: int) -> list[Song]:
-    """Decode and window songs; unreadable files are logged and skipped."""
+    """Decode and window songs; unreadable files are logged and skipped, repaired samples warned about once
+    per file (``serving.contract.warn_repairs``, as serving and training do)."""
     songs = []
     for path, label in paths:
+        stats = DecodeStats()
         try:
-            wave = load_audio(path, sample_rate)  # [S]
+            wave = load_audio(path, sample_rate, stats=stats)  # [S]
         except AudioError as err:
             logger.warning("skipping %s: %s", path, err)
             continue
+        warn_repairs(str(path), stats)
         songs.append(Song(str(path), song_windows(wave, window, hop), label))  # [N, window]
     return songs
 

@@ -84,3 +84,16 @@ def test_unreadable_manifest_is_a_typed_error(tmp_path: Path) -> None:
     manifest.write_text("path,label\nx.wav,a\n", encoding="utf-8")
     with pytest.raises(VerifyInputError, match="no song, sample column"):
         build_inputs(GEO, LABELS, VerifyOptions(manifest=manifest))
+
+
+def test_decoding_is_the_contracts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """NaN/Inf become 0 with one warning per file, loud samples are clipped: the same rule as ast-serve."""
+    wave = signal_song(0, RATE, seconds=SONG_S) * 2.0  # peaks at 1.6: clipped on decode
+    wave[:3] = [np.nan, np.inf, -np.inf]
+    path = tmp_path / "repaired.wav"
+    sf.write(path, wave, RATE, subtype="FLOAT")
+    with caplog.at_level(logging.WARNING):
+        inputs = build_inputs(GEO, LABELS, VerifyOptions(audio=(path,), max_windows=1))
+    assert [r.getMessage() for r in caplog.records] == [f"{path}: replaced 3 non-finite samples (NaN/Inf) with 0"]
+    window = inputs.windows[0]
+    assert np.isfinite(window).all() and not window[:3].any() and np.abs(window).max() == 1.0
