@@ -45,6 +45,7 @@ class _Job:
 
     @property
     def left(self) -> int:
+        """Windows not yet handed to a run."""
         return self.starts.shape[0] - self.taken
 
 
@@ -63,6 +64,7 @@ class Batcher:
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
+        """Start the batching loop on the running event loop (the app's lifespan calls it)."""
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="ast-serve-batcher")
 
     async def stop(self) -> None:

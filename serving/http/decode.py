@@ -36,10 +36,12 @@ class DecodedSong:
 
     @property
     def samples(self) -> int:
+        """Decoded length at the model's rate."""
         return int(self.wave.shape[0])
 
 
 def too_long(seconds: float | None, max_audio_s: float) -> HttpError:
+    """The 413 for a song over ``--max-audio-s`` (``seconds`` from the header, None when found decoding)."""
     said = f"{seconds:.1f} s long" if seconds is not None else "longer than that"
     return HttpError(413, f"audio is {said}; this server accepts songs up to {max_audio_s:g} s (--max-audio-s)")
 

@@ -36,6 +36,7 @@ class BatchedSession:
 
     @property
     def metadata(self) -> ModelMetadata:
+        """The wrapped session's metadata."""
         return self.session.metadata
 
     def __getattr__(self, name: str) -> Any:  # path, provider, labels ...

@@ -117,6 +117,7 @@ def check_length(content_length: str | None, limit: int) -> None:
 
 
 def too_big(limit: int) -> str:
+    """The 413 message for a body over ``limit`` bytes."""
     return f"request body over the {limit / (1 << 20):g} MB limit (--max-body-mb)"
 
 

@@ -52,6 +52,7 @@ class Metrics:
             self._recent.append((time.monotonic(), windows))
 
     def windows_per_second(self) -> float:
+        """Windows scored per second over the last :data:`RATE_WINDOW_S` seconds."""
         with self._lock:
             cutoff = time.monotonic() - RATE_WINDOW_S
             while self._recent and self._recent[0][0] < cutoff:

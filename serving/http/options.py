@@ -41,6 +41,7 @@ class HttpOptions:
 
     @property
     def max_body_bytes(self) -> int:
+        """``max_body_mb`` in bytes."""
         return int(self.max_body_mb * MB)
 
     def validate(self) -> None:
