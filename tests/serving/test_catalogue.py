@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -166,4 +171,23 @@ def test_a_second_writer_is_refused(built: Path, fp_model: Path, tmp_path: Path)
         assert "being written by another process" in line
         build = _run("index", "build", "--model", fp_model, "--out", copy, extra)
         assert "being written by another process" in _one_line_error(build)
+    assert [r.name for r in Catalogue.open(copy).meta.records] == NAMES
+
+
+def test_sigkill_mid_write_leaves_the_old_catalogue(built: Path, fp_model: Path, tmp_path: Path) -> None:
+    """A real kill: the writer dies once its new index file exists (it is calibrating), before catalogue.json."""
+    copy = _copy(built, tmp_path)
+    before = (copy / CATALOGUE_FILE).read_text()
+    old = set(copy.glob("vectors-*.faiss"))
+    extra = write(tmp_path / "delta.wav", synth_record(4))
+    writer = subprocess.Popen([sys.executable, "-m", "serving.cli", "index", "add", str(copy), "--model",
+                               str(fp_model), str(extra)], cwd=Path(__file__).resolve().parents[2],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not set(copy.glob("vectors-*.faiss")) - old and writer.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=30)
+    if (copy / CATALOGUE_FILE).read_text() != before:  # pragma: no cover - the writer outran the poll
+        pytest.skip("the writer finished before it could be killed")
     assert [r.name for r in Catalogue.open(copy).meta.records] == NAMES
