@@ -46,6 +46,15 @@ def test_bad_model_is_one_line_and_exit_2_before_the_port_opens(tmp_path: Path) 
         assert sock.connect_ex(("127.0.0.1", port)) != 0  # never listened
 
 
+def _refused(port: int, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) != 0:
+                return True
+        time.sleep(0.02)
+    return False
+
+
 async def _post_all(url: str, body: bytes) -> list[int]:
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         answers = await asyncio.gather(*(client.post("/v1/identify", content=body) for _ in range(IN_FLIGHT)))
@@ -54,7 +63,7 @@ async def _post_all(url: str, body: bytes) -> list[int]:
 
 def test_sigterm_drains_in_flight_requests_and_exits_0(fake_model: Path, tmp_path: Path) -> None:
     song = write_tone(tmp_path / "s.flac", 2.0).read_bytes()
-    proc = _serve("--model", str(fake_model), "--port", "0", "--max-batch", "1024", "--max-delay-ms", "1500")
+    proc = _serve("--model", str(fake_model), "--port", "0", "--max-batch", "1024", "--max-delay-ms", "3000")
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
     reader.start()
@@ -63,7 +72,8 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(fake_model: Path, tmp_pat
         while not (found := [m for ln in lines if (m := LISTENING.search(ln))]) and time.monotonic() < deadline:
             assert proc.poll() is None, "".join(lines)
             time.sleep(0.05)
-        url = f"http://127.0.0.1:{found[0].group(1)}"
+        port = int(found[0].group(1))
+        url = f"http://127.0.0.1:{port}"
         while httpx.get(f"{url}/readyz").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.05)
         results: list[int] = []
@@ -73,6 +83,8 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(fake_model: Path, tmp_pat
             assert time.monotonic() < deadline  # wait until every request waits in the batcher
             time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
+        assert _refused(port, deadline)  # stops accepting at once, while the batch it holds is still waiting
+        assert poster.is_alive()
         poster.join(60)
         assert results == [200] * IN_FLIGHT
         assert proc.wait(timeout=60) == 0
