@@ -2,7 +2,7 @@
 
 Reads like the official AST ``ASTModel`` (a DeiT with a one-channel, strided patch embedding over the
 spectrogram) with timm's parameter names, so official AST / DeiT / Hugging Face checkpoints map onto it
-with a few key swaps (see ``ast_export/importers.py``):
+with a few key swaps (see ``ast_export/importers/``):
 
     fbank [B, T, M] -> [B, 1, M, T] -> Conv2d patches -> + (cls, dist) tokens -> + pos_embed
         -> blocks -> norm (forward_features: tokens) -> (x[:, 0] + x[:, 1]) / 2 (or the patch tokens' mean)
