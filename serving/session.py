@@ -108,8 +108,7 @@ def _ort(path: str, opts: SessionOptions) -> tuple[Backend, str]:
 
 def _auto_cpu(path: str, opts: SessionOptions, why_not_gpu: str) -> tuple[Backend, str]:
     """The CPU rule: peek at the export with OpenVINO (when installed), choose, build."""
-    flags, model, artifact = cpu_flags(), None, "fp32"
-    usable = openvino_installed()
+    model, artifact, usable = None, "fp32", openvino_installed()
     if usable:
         try:
             from serving.backends.openvino import model_metadata, read_model
@@ -117,8 +116,9 @@ def _auto_cpu(path: str, opts: SessionOptions, why_not_gpu: str) -> tuple[Backen
             model = read_model(path)
             artifact = artifact_precision(model_metadata(model))
         except ModelError as err:  # OpenVINO cannot read it: ORT reads it or names the problem itself
-            usable, why_not_gpu = False, f"{why_not_gpu}; OpenVINO: {err}"
-    choice: Choice = choose_cpu(flags, artifact, opts.precision, usable)
+            reason = f"{why_not_gpu}; OpenVINO: {err}; ORT as exported"
+            return cpu_backend(path, _ort_config(opts), opts.precision), reason
+    choice: Choice = choose_cpu(cpu_flags(), artifact, opts.precision, usable)
     reason = f"{why_not_gpu}; {choice.reason}" if why_not_gpu else choice.reason
     if choice.backend == "openvino":
         return _openvino(path, opts, choice.precision, model), reason

@@ -1,19 +1,23 @@
 """The ``auto`` rule: which backend and precision score windows on this CPU (a GPU is tried before this).
 
 The rule reads ``/proc/cpuinfo`` flags and the export's own precision. It is a pure function
-(:func:`choose_cpu`) so it is tested with made-up flag sets. Figures behind it: bench/NOTES.md #17-#18 (2-core
-Xeon with AMX, KVM guest, shared; noisy).
+(:func:`choose_cpu`) so it is tested with made-up flag sets. Figures behind it: bench/NOTES.md #17-#18 (one
+2-core Xeon with AMX, KVM guest, shared with other work: noisy; the AVX-512-without-AMX branch is extrapolated
+from it, not measured on such a CPU).
 
-1. ``openvino`` not installed (or it fails to import) -> ORT at the export's precision.
+1. ``openvino`` not installed (or it cannot read the model) -> ORT at the export's precision.
 2. An int8 export -> ORT int8. ORT's dynamic-quantisation kernels use VNNI (``avx512_vnni`` / ``avx_vnni``;
-   without VNNI int8 still runs, slower); OpenVINO runs that same graph 2.3x slower than ORT here.
+   without VNNI int8 still runs, slower); OpenVINO ran that same graph 1.5-2x slower than ORT here.
 3. ``--precision bf16`` or ``fp16`` -> OpenVINO (ORT has no such path for a float export).
 4. A float export at ``--precision auto`` on a CPU with AMX-BF16 (``amx_bf16`` + ``amx_tile``) -> OpenVINO
-   bf16: AST-base 0.24 vs 1.05 s/clip (ORT fp32), top-1 agreement 100 %, max |dp| 3.8e-4.
-5. Anything else -> ORT as exported (fp32 is the parity-tested reference). Without AMX, bf16 runs on
-   AVX512-BF16 dot products, measured at half the fp32 GEMM rate on such a CPU (NOTES #10), so ``avx512_bf16``
-   alone does not switch. ``avx512_fp16`` / ``amx_fp16`` never switch automatically: fp16 has 5 exponent bits
-   and the frontend's power spectra of loud audio exceed its range; ``--precision fp16`` forces it.
+   bf16 (frontend f32): AST-base 0.24 vs 1.05 s/clip (ORT fp32); tiny 2.8x ORT fp32, top-1 agreement 100 %.
+5. A float export at ``auto`` or ``fp32`` on an AVX-512 CPU (``avx512f``) -> OpenVINO f32: AST-base 0.83 vs
+   1.05 s/clip, tiny 1.5x ORT fp32, probs within 3e-6 of ORT. Without AMX, bf16 runs on AVX512-BF16 dot
+   products, measured at half the fp32 GEMM rate on such a CPU (NOTES #10), so ``avx512_bf16`` alone does not
+   pick bf16. ``avx512_fp16`` / ``amx_fp16`` never pick fp16 automatically (bf16 was faster here, and fp16's
+   5 exponent bits leave less headroom); ``--precision fp16`` forces it.
+6. Anything else (AVX2 and older) -> ORT as exported: the parity-tested reference, unmeasured against
+   OpenVINO on such CPUs.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 CPUINFO = "/proc/cpuinfo"
 AMX_BF16 = frozenset({"amx_bf16", "amx_tile"})
 VNNI = ("avx512_vnni", "avx_vnni")
+AVX512 = "avx512f"
 OPENVINO_ONLY = ("bf16", "fp16")
 
 
@@ -80,9 +85,11 @@ def choose_cpu(flags: frozenset[str], artifact: str, requested: str, openvino: b
         return Choice("ort", "int8", f"int8 export: ORT int8 kernels ({note})")
     if requested in OPENVINO_ONLY:
         return Choice("openvino", requested, f"--precision {requested} needs OpenVINO")
-    if requested == "auto" and artifact != "int8" and AMX_BF16 <= flags:
+    if artifact == "int8" or requested == "int8":
+        return Choice("ort", requested, f"--precision {requested} of an {artifact} export: ORT runs it as exported")
+    if requested == "auto" and AMX_BF16 <= flags:
         return Choice("openvino", "bf16", "CPU has AMX-BF16 (amx_bf16, amx_tile): OpenVINO bf16 is fastest")
-    if requested == "auto":
-        why = "AVX512-BF16 without AMX is slower than fp32" if "avx512_bf16" in flags else "no AMX-BF16"
-        return Choice("ort", "auto", f"{why}: ORT as exported")
-    return Choice("ort", requested, f"--precision {requested}: ORT, the reference path")
+    if AVX512 in flags:
+        why = "AVX-512 without AMX-BF16" if requested == "auto" else f"--precision {requested}, AVX-512"
+        return Choice("openvino", "fp32", f"{why}: OpenVINO f32 is faster than ORT fp32")
+    return Choice("ort", requested, "no AVX-512: ORT as exported, the reference path")
