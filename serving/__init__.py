@@ -7,6 +7,10 @@ The exported ``.onnx`` graph is the only input (DESIGN.md, "Exported graph"). Mo
 - :mod:`serving.session`: the validated ONNX Runtime session (providers, threads, IO binding).
 - :mod:`serving.matches`: per-window probabilities -> top-k samples with score and time span.
 - :mod:`serving.identify`: the pipeline, one :class:`~serving.matches.SongResult` per input, in order.
+- Retrieval (``ast-serve index``, ``identify --index``): :mod:`serving.vectors` (the FAISS store),
+  :mod:`serving.catalogue_format` (the folder on disk), :mod:`serving.catalogue` (opened and checked),
+  :mod:`serving.catalogue_build` (build/add), :mod:`serving.embedding`, :mod:`serving.voting`,
+  :mod:`serving.verify_align`, :mod:`serving.calibration`, :mod:`serving.retrieval`, :mod:`serving.index_cli`.
 - :mod:`serving.output`, :mod:`serving.plot`, :mod:`serving.report`, :mod:`serving.cli`.
 
 Decisions a user may want to know:

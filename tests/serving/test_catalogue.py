@@ -114,7 +114,7 @@ def test_failure_after_the_new_index_is_written_keeps_the_old_catalogue(
     def killed(*_args, **_kwargs):
         raise RuntimeError("killed")  # as if the process died between the new files and catalogue.json
 
-    monkeypatch.setattr(catalogue_build, "write_meta", killed)
+    monkeypatch.setattr(catalogue_build, "calibrate", killed)  # right after the new index and id table
     with pytest.raises(RuntimeError, match="killed"):
         _run("index", "add", copy, "--model", fp_model, extra)
     monkeypatch.undo()

@@ -35,13 +35,13 @@ def test_flat_search_exclude_and_round_trip(tmp_path: Path) -> None:
 
 
 def test_ivfpq_past_the_threshold(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(vectors, "FLAT_MAX_VECTORS", 1000)
+    monkeypatch.setattr(vectors, "FLAT_MAX_VECTORS", 500)
     store = FaissStore(DIM)
-    vecs = _unit(3000, seed=1)
-    store.add(np.arange(800), vecs[:800])
+    vecs = _unit(1200, seed=1)
+    store.add(np.arange(400), vecs[:400])
     assert store.kind == "flat"
-    store.add(np.arange(800, 3000), vecs[800:])  # grows past the threshold: retrained as IVF-PQ
-    assert store.kind == "ivfpq" and store.ntotal == 3000 and store.nbytes < 3000 * DIM * 4
+    store.add(np.arange(400, 1200), vecs[400:])  # grows past the threshold: retrained as IVF-PQ
+    assert store.kind == "ivfpq" and store.ntotal == 1200 and store.nbytes < 1200 * DIM * 4
     _, ids = store.search(vecs[:200], 5)
     assert (ids == np.arange(200)[:, None]).any(axis=1).mean() > 0.8  # approximate, but finds itself
     store.save(tmp_path, "ivf.faiss")
