@@ -83,13 +83,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def cli_server(*args: str) -> Iterator[tuple[str, Any, list[str]]]:
+def cli_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, Any, list[str]]]:
     """``ast-serve http ARGS --port 0`` as a subprocess -> (url, process, stderr lines); killed if still up."""
+    import os
     import subprocess
     import sys
 
     proc = subprocess.Popen([sys.executable, "-m", "serving.cli", "http", "--device", "cpu", "--port", "0", *args],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
     reader.start()

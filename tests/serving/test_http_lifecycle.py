@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from tests.serving.conftest import write_tone
-from tests.serving.http_helpers import metric
+from tests.serving.http_helpers import cli_server, metric, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 30.0
@@ -94,3 +94,18 @@ def test_sigterm_drains_in_flight_requests_and_exits_0(fake_model: Path, tmp_pat
             proc.wait(10)
     reader.join(10)
     assert not any("Traceback" in ln for ln in lines), "".join(lines)
+
+
+def test_uploads_leave_no_temporary_files(fake_model: Path, tmp_path: Path) -> None:
+    """Multipart parts over 1 MB are where a form parser would spool to disk; ours stays in memory."""
+    song = write_tone(tmp_path / "long.wav", 40.0).read_bytes()  # 1.3 MB
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {"TMPDIR": str(temp), "TEMP": str(temp), "TMP": str(temp)}
+    with cli_server("--model", str(fake_model), "--backend", "ort", "--max-audio-s", "60", env=env) as (url, _, lines), \
+            httpx.Client(base_url=url, timeout=60) as client:
+        wait_ready(client, url)
+        before = sorted(temp.iterdir())  # start-up may leave its own (openvino-telemetry writes .ses at import)
+        assert client.post("/v1/identify", files={"file": ("long.wav", song)}).status_code == 200, "".join(lines)
+        assert client.post("/v1/identify", content=song).status_code == 200
+        assert sorted(temp.iterdir()) == before
