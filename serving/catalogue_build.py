@@ -198,6 +198,9 @@ class _Writer:
 
     def _add_one(self, src: RecordSource, wave: np.ndarray, sha: str) -> None:
         vecs, rows = embed_record(self.session, wave, self.meta.hop_samples, self.meta.scales, self.opts.batch_size)
+        if vecs.shape[0] == 0:
+            logger.warning("%s: no window of record %r has a usable embedding (silent?); it cannot be found",
+                           src.path, src.name)
         start = self.meta.ntotal
         index = len(self.meta.records)
         ids = np.arange(start, start + vecs.shape[0], dtype=np.int64)
