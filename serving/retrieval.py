@@ -23,6 +23,7 @@ touches the few candidates.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -104,6 +105,7 @@ class Retriever:
         self.opts = options or RetrievalOptions()
         self.rate = session.metadata.sample_rate
         self.audio = audio or RecordAudio(self.rate)
+        self._checked: set[str] = set()
         meta = catalogue.meta
         self.hop = meta.hop_samples if self.opts.hop_s is None else max(1, round(self.opts.hop_s * self.rate))
 
@@ -129,10 +131,16 @@ class Retriever:
     def _record(self, index: int) -> np.ndarray | None:
         entry = self.catalogue.meta.records[index]
         try:
-            return self.audio.get(entry.path)
+            wave = self.audio.get(entry.path)
         except AudioError as err:
             logger.warning("%s: record %r cannot be decoded for verification (%s)", entry.path, entry.name, err)
             return None
+        if entry.path not in self._checked:  # once per run: is it still the audio that was indexed?
+            self._checked.add(entry.path)
+            if hashlib.sha256(wave.tobytes()).hexdigest() != entry.sha256:
+                logger.warning("%s: record %r changed since it was indexed; re-index it (index build)",
+                               entry.path, entry.name)
+        return wave
 
     def _verify(self, rv: RecordVotes, song: _Song) -> Verified | None:
         record = self._record(rv.record)
