@@ -18,7 +18,7 @@ and mel products in bf16 and flips decisions: tiny, 16 music clips, top-1 agreem
 
 Threads: one stream with ``INFERENCE_NUM_THREADS`` = the cores this process may use (or ``--threads``), the
 latency hint (serving runs one batch at a time), and CPU pinning off: on shared cores a pinned thread cannot
-move away from a busy core (bench/NOTES.md #17). The batch dimension is kept dynamic.
+move away from a busy core (bench/NOTES.md #17b). The batch dimension is kept dynamic.
 
 One infer request is reused under a lock (OpenVINO requests are not thread-safe); outputs are copied out of
 its buffers before the lock is released.
