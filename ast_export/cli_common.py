@@ -19,7 +19,7 @@ import click
 from ast_export.errors import ArtifactError, CheckpointImportError, ExportError, ParityError, VerifyInputError
 from models.hub import HubError, is_url, sha256_option_callback
 from models.weights import WeightsError
-from serving.contract import AudioError, ModelError, one_line
+from serving.contract import AudioError, ModelError, describe_file, one_line
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     ExportError, ParityError, ArtifactError, VerifyInputError, CheckpointImportError, WeightsError, HubError,
@@ -50,8 +50,10 @@ class WeightsParam(click.ParamType):
         if is_url(text):
             return text
         path = Path(text).expanduser()
+        if path.is_dir():
+            self.fail(describe_file(path), param, ctx)
         if not path.is_file():
-            self.fail(f"{text}: {'is a folder' if path.is_dir() else 'no such file'}", param, ctx)
+            self.fail(f"{text}: no such file", param, ctx)
         return str(path)
 
 

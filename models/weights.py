@@ -26,7 +26,7 @@ import torch
 from models.config import ASTConfig, FbankConfig, ast_config_from_dict, config_to_dict, fbank_config_from_dict
 from models.hub import file_sha256
 from models.scoring import ScoringModel
-from serving.contract import atomic_write, one_line
+from serving.contract import atomic_write, kind_mismatch, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,9 @@ def load_weights(path: str | os.PathLike) -> WeightsFile:
         WeightsError: one-line ``"<path>: <problem>"`` for missing, truncated, tampered or foreign files.
     """
     path = Path(path)
+    wrong_kind = kind_mismatch(path, ("weights", "torch_pickle"))  # torch_pickle: the checks below name it
+    if wrong_kind:
+        raise WeightsError(wrong_kind)
     try:
         data = torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as exc:

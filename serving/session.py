@@ -39,7 +39,7 @@ from serving.backends.ort import (
     try_cuda,
 )
 from serving.backends.select import Choice, choose_cpu, cpu_flags, openvino_installed
-from serving.contract import ModelError, ModelMetadata
+from serving.contract import ModelError, ModelMetadata, kind_mismatch
 
 logger = logging.getLogger(__name__)
 
@@ -201,8 +201,9 @@ class ModelSession:
 def _check_file(path: str) -> None:
     if not os.path.exists(path):
         raise ModelError(f"model file not found: {path} (export one with `ast-export onnx --weights W`)")
-    if os.path.isdir(path):
-        raise ModelError(f"model path is a directory: {path}")
+    wrong_kind = kind_mismatch(path, ("onnx",))  # a weights file, checkpoint or folder: say what takes it
+    if wrong_kind:
+        raise ModelError(wrong_kind)
     if not os.access(path, os.R_OK):
         raise ModelError(f"model file is not readable: {path}")
     if os.path.getsize(path) == 0:

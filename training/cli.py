@@ -114,6 +114,15 @@ def _preset_choice(preset: str | None, legacy: str | None) -> str | None:
     return legacy
 
 
+def _init_from_kind(init_from: str | None) -> str | None:
+    """One line when a local ``--init-from`` is not a weights file (an ONNX export, a checkpoint, a folder)."""
+    if not init_from or "://" in init_from:
+        return None
+    from serving.contract import kind_mismatch
+
+    return kind_mismatch(Path(init_from).expanduser(), ("weights", "torch_pickle"))
+
+
 def build_request(manifest: Path, out_dir: Path, preset: str | None, config_file: Path | None,
                   options: dict[str, Any], **modes: Any) -> TrainRequest:
     """The :class:`~training.train.TrainRequest` of the command line (``modes``: init_from, init_sha256,
@@ -161,6 +170,10 @@ def main(manifest: Path, out_dir: Path, preset: str | None, legacy_preset: str |
     preset = _preset_choice(preset, legacy_preset)
     if init_sha256 and not init_from:
         raise click.UsageError("--init-sha256 needs --init-from")
+    wrong_kind = _init_from_kind(init_from)
+    if wrong_kind:  # before the data is read: the wrong kind of file is named with the command that takes it
+        click.echo(f"ast-train: error: {wrong_kind}", err=True)
+        sys.exit(EXIT_USAGE)
     from training.out_dir import OutputWriteError
     from training.train import run  # heavy imports after --help
 
