@@ -20,6 +20,7 @@ from serving.contract import log_to_stderr
 
 LOG_FORMAT = "%(message)s"
 PACKAGE_LOGGER = "ast_export"
+HUB_LOGGER = "models.hub"  # --weights URL downloads
 
 
 class LevelPrefixFormatter(logging.Formatter):
@@ -57,7 +58,8 @@ def main(quiet: bool, verbose: bool) -> None:
     log_to_stderr(logging.WARNING, LOG_FORMAT)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(LevelPrefixFormatter(LOG_FORMAT))
-    logging.getLogger(PACKAGE_LOGGER).setLevel(logging.WARNING if quiet else logging.INFO)
+    for name in (PACKAGE_LOGGER, HUB_LOGGER):  # the hub's level also decides its download bar (serving.progress)
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
     if not verbose:  # tracer/deprecation noise; parity is what verify checks, whatever the warnings say
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.simplefilter("ignore", category=UserWarning)

@@ -37,6 +37,8 @@ from typing import Any, BinaryIO
 
 from tqdm import tqdm
 
+from serving.contract import show_progress
+
 logger = logging.getLogger(__name__)
 
 CACHE_SUBDIR = "ast-sampleid"
@@ -178,7 +180,7 @@ def _fetch(url: str, handle: BinaryIO, timeout: float, progress: bool, name: str
             length = int(header) if header and header.isdigit() else None
             digest = hashlib.sha256()
             with tqdm(total=length, unit="B", unit_scale=True, unit_divisor=1024, desc=name, file=sys.stderr,
-                      disable=not progress, leave=False) as bar:
+                      disable=not (progress and show_progress(logger)), leave=False) as bar:
                 for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
                     handle.write(chunk)
                     digest.update(chunk)

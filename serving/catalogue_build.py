@@ -47,7 +47,7 @@ from serving.catalogue_format import (
     write_lock,
     write_meta,
 )
-from serving.contract import AudioError, load_audio, one_line
+from serving.contract import AudioError, load_audio, one_line, show_progress
 from serving.embedding import DEFAULT_BATCH, embed_wave
 from serving.retrieval import Retriever
 from serving.session import ModelSession
@@ -174,7 +174,7 @@ class _Writer:
         from tqdm import tqdm
 
         known = {r.name: r for r in self.meta.records}
-        for src in tqdm(sources, unit="record", file=sys.stderr, disable=not self.opts.progress, leave=False):
+        for src in tqdm(sources, unit="record", file=sys.stderr, disable=not (self.opts.progress and show_progress(logger)), leave=False):
             try:
                 wave = load_audio(src.path, self.meta.sample_rate)
             except AudioError as err:

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from serving.backends import BACKENDS, PRECISIONS
-from serving.contract import ModelError, log_to_stderr
+from serving.contract import ModelError, log_to_stderr, show_progress
 from serving.identify import IdentifyOptions, display_path, identify
 from serving.matches import MatchOptions
 from serving.output import FORMATS, default_format, make_writer
@@ -141,7 +141,7 @@ def _run_identify(session: ModelSession, inputs: list[str], opts: IdentifyOption
     from tqdm import tqdm
 
     failed = 0
-    bar = tqdm(total=len(inputs), unit="file", file=sys.stderr, disable=len(inputs) <= 1, leave=False)
+    bar = tqdm(total=len(inputs), unit="file", file=sys.stderr, disable=len(inputs) <= 1 or not show_progress(logger), leave=False)
     try:
         for result in identify(session, inputs, opts):
             if result.error is not None:

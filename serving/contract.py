@@ -36,6 +36,7 @@ import numpy as np
 
 from serving.audio import AudioError, DecodeStats, load_audio, stream_audio, warn_repairs
 from serving.filekind import FileKind, describe_file, detect_kind, kind_mismatch  # noqa: F401 - re-exported
+from serving.progress import show_progress  # noqa: F401 - re-exported
 
 __all__ = [
     "MANIFEST_OPTIONAL", "MANIFEST_REQUIRED", "SCORE_DECIMALS", "TIME_DECIMALS", "warn_repairs",

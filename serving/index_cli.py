@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from serving.catalogue_format import CatalogueError
-from serving.contract import one_line
+from serving.contract import one_line, show_progress
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def identify_with_index(session: Any, index: str, inputs: list[str], top_k: int,
     opts = RetrievalOptions(top_k=top_k, far=far, threshold=threshold, batch_size=batch_size, hop_s=hop)
     writer = make_writer(fmt, sys.stdout, [display_path(p) for p in inputs], retrieval=True)
     failed = 0
-    bar = tqdm(total=len(inputs), unit="file", file=sys.stderr, disable=len(inputs) <= 1 or not sys.stderr.isatty(),
+    bar = tqdm(total=len(inputs), unit="file", file=sys.stderr, disable=len(inputs) <= 1 or not show_progress(logger),
                leave=False)
     try:
         for result in identify_indexed(session, catalogue, inputs, opts):

@@ -162,11 +162,13 @@ def build_request(manifest: Path, out_dir: Path, preset: str | None, config_file
                    "--device, --workers and --threads may change.")
 @config_options
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr (no progress bar).")
 @click.version_option(package_name="ast-sampleid")
 def main(manifest: Path, out_dir: Path, preset: str | None, legacy_preset: str | None, config_file: Path | None,
-         init_from: str | None, init_sha256: str | None, resume: bool, verbose: bool, **options: Any) -> None:
+         init_from: str | None, init_sha256: str | None, resume: bool, verbose: bool, quiet: bool,
+         **options: Any) -> None:
     """Train an AST sample identifier; writes OUT/modelo_audio.pth, metrics.json and curves.png."""
-    log_to_stderr(logging.DEBUG if verbose else logging.INFO, LOG_FORMAT)
+    log_to_stderr(logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO), LOG_FORMAT)
     preset = _preset_choice(preset, legacy_preset)
     if init_sha256 and not init_from:
         raise click.UsageError("--init-sha256 needs --init-from")

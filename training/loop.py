@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from models import ScoringModel
-from serving.contract import default_hop
+from serving.contract import default_hop, show_progress
 from training import distributed
 from training.checkpoint import Checkpoint, capture_rng, restore_rng
 from training.config import TrainConfig
@@ -150,7 +150,7 @@ class Trainer:
         loader = self._loader(epoch)
         total, count = 0.0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", unit="batch", leave=False,
-                   disable=not self.info.is_main, dynamic_ncols=True)
+                   disable=not (self.info.is_main and show_progress(logger)), dynamic_ncols=True)
         for wave, label in bar:
             loss = self._step(wave, label)
             total, count = total + loss * len(label), count + len(label)
