@@ -27,6 +27,7 @@ The column names, the split names and comparison, the path rule and the CSV read
 from __future__ import annotations
 
 import csv
+import difflib
 import logging
 import random
 from collections import Counter, defaultdict
@@ -52,6 +53,7 @@ RECORDS_FILE = "records.csv"
 VAL_FRACTION = 0.15  # share of each label's train songs moved to val when the manifest has no val split
 VAL_SEED = 0  # fixed so the carved split is the same on every run and every DDP rank
 MAX_PROBLEMS_SHOWN = 10
+CLOSE_COLUMN_CUTOFF = 0.75  # difflib ratio above which an unknown column is taken for a typo of a known one
 
 
 class ManifestError(ValueError):
@@ -169,8 +171,13 @@ def _parse_row(row: dict[str, str | None], line: int, manifest: Path, has_split:
     return SongEntry(path=path, sample=sample, split=split, start_s=start, end_s=end)
 
 
-def _read_rows(path: Path, required: tuple[str, ...], problems: list[str]) -> tuple[list[str], list[dict]]:
-    """Read a CSV with header (column names stripped); records missing required columns as problems."""
+def _read_rows(path: Path, required: tuple[str, ...], problems: list[str],
+               where: str = "") -> tuple[list[str], list[dict]]:
+    """Read a CSV with header (column names stripped); records missing required columns as problems.
+
+    ``where`` prefixes each problem: empty for the manifest (its error already names the file), the file's name
+    for ``records.csv``.
+    """
     try:
         header, raw = read_manifest_rows(path)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -179,15 +186,41 @@ def _read_rows(path: Path, required: tuple[str, ...], problems: list[str]) -> tu
     rows = [{k.strip() if isinstance(k, str) else k: v for k, v in row.items()} for row in raw]
     missing = [c for c in required if c not in columns]
     if missing:
-        problems.append(f"{path.name}: missing column(s) {', '.join(missing)} (found: {', '.join(columns)})")
+        hints = "".join(f"; did you mean {close!r} for {name!r}?" for name in missing
+                        for close in _close_column(name, columns)[:1])
+        problems.append(f"{where}missing column(s) {', '.join(missing)} (found: {', '.join(columns)}{hints})")
     return columns, rows
+
+
+def _close_column(name: str, candidates: list[str] | tuple[str, ...]) -> list[str]:
+    """Column names that ``name`` was probably meant to be: another case, a prefix (``start`` for ``start_s``),
+    or a near spelling."""
+    folded = {c.lower(): c for c in candidates}
+    if name.lower() in folded:
+        return [folded[name.lower()]]
+    prefixed = [c for c in candidates if c.lower().startswith(name.lower()) or name.lower().startswith(c.lower())]
+    return prefixed or difflib.get_close_matches(name, list(candidates), n=1, cutoff=CLOSE_COLUMN_CUTOFF)
+
+
+def _warn_unknown_columns(path: Path, columns: list[str]) -> None:
+    """Extra columns are ignored; one that looks like a known column (a typo) is warned with the likely name."""
+    known = MANIFEST_REQUIRED + MANIFEST_OPTIONAL
+    ignored = [c for c in columns if c not in known]
+    missing = [c for c in known if c not in columns]
+    for name in ignored:
+        close = _close_column(name, missing)
+        if close:
+            logger.warning("%s: unknown column %r is ignored; did you mean %r?", path.name, name, close[0])
+    plain = [c for c in ignored if not _close_column(c, missing)]
+    if plain:
+        logger.debug("%s: ignoring extra column(s) %s", path.name, ", ".join(plain))
 
 
 def _load_records(path: Path, problems: list[str]) -> dict[str, Path]:
     """Read records.csv beside the manifest: sample -> absolute sample_path."""
     if not path.is_file():
         return {}
-    columns, rows = _read_rows(path, RECORD_COLUMNS, problems)
+    columns, rows = _read_rows(path, RECORD_COLUMNS, problems, where=f"{path.name}: ")
     if any(c not in columns for c in RECORD_COLUMNS):
         return {}
     records: dict[str, Path] = {}
@@ -302,9 +335,7 @@ def load_manifest(path: str | Path, *, carve_fraction: float = VAL_FRACTION) -> 
     columns, rows = _read_rows(path, MANIFEST_REQUIRED, problems)
     if problems:
         raise ManifestError(path, problems)
-    ignored = [c for c in columns if c not in MANIFEST_REQUIRED + MANIFEST_OPTIONAL]
-    if ignored:
-        logger.debug("%s: ignoring extra column(s) %s", path.name, ", ".join(ignored))
+    _warn_unknown_columns(path, columns)
     has_split = "split" in columns
     entries = []
     for line, row in enumerate(rows, start=2):

@@ -210,3 +210,26 @@ def test_same_song_and_sample_twice_is_warned(songs: Path, caplog: pytest.LogCap
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "1 song/sample pair(s)" in warnings[0] and "same split" in warnings[0]
     assert any("1 train, 1 val, 0 test songs" in r.getMessage() for r in caplog.records)
+
+
+def test_typo_column_is_warned_with_the_likely_name(songs: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = _write(songs, "song,sample,split,start,end_s,notes", ["audio/s0.wav,a,train,1,2,x", "audio/s1.wav,a,val,,,"])
+    with caplog.at_level(logging.WARNING, logger="training.data.manifest"):
+        m = load_manifest(path)
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == ["manifest.csv: unknown column 'start' is ignored; did you mean 'start_s'?"]
+    assert m.split("train")[0].start_s is None  # ignored, as the warning says
+
+
+def test_missing_column_error_names_the_file_once_and_the_likely_column(songs: Path) -> None:
+    path = _write(songs, "Song,sample", ["audio/s0.wav,a"], name="typo.csv")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    assert str(info.value).count("typo.csv") == 1
+    assert "did you mean 'Song' for 'song'?" in info.value.summary
+
+
+def test_splits_in_another_case_are_accepted(songs: Path) -> None:
+    path = _write(songs, "song,sample,split", ["audio/s0.wav,a,Train", "audio/s1.wav,a, VAL ", "audio/s2.wav,a,TEST"])
+    m = load_manifest(path)
+    assert [len(m.split(s)) for s in ("train", "val", "test")] == [1, 1, 1]
