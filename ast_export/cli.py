@@ -59,7 +59,7 @@ def main(quiet: bool, verbose: bool) -> None:
     for handler in logging.getLogger().handlers:
         handler.setFormatter(LevelPrefixFormatter(LOG_FORMAT))
     for name in (PACKAGE_LOGGER, HUB_LOGGER):  # the hub's level also decides its download bar (serving.progress)
-        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO))
     if not verbose:  # tracer/deprecation noise; parity is what verify checks, whatever the warnings say
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.simplefilter("ignore", category=UserWarning)

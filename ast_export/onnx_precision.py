@@ -9,9 +9,11 @@ ancestors of the patch-embedding ``Conv`` (the encoder's first layer), independe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 # Module-path fragment of the frontend in node names / name scopes, used only if no patch Conv is found.
 FRONTEND_SCOPE = "fbank"
+QUANTIZER_PATH = "onnxruntime/quantization/"  # where ORT's quantizer logs from (on the root logger)
 # Ops whose reductions are precision-sensitive; kept in fp32 in the fp16 graph (Casts around them are cheap).
 FP16_FP32_OPS = ("LayerNormalization", "SkipLayerNormalization", "ReduceMean", "Pow", "Sqrt", "Softmax")
 FUSED_ATTENTION_OPS = ("Attention", "MultiHeadAttention")
@@ -148,6 +151,28 @@ def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, TransformInfo]:
     return merged, TransformInfo("fp16", False, len(frontend))
 
 
+class _QuantizerAdvice(logging.Filter):
+    """Drops the quantizer's advice ("Please consider to run pre-processing before quantization"): it logs on
+    the root logger, and its shape-inference pre-pass is what the stale ``value_info`` removal above replaces."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.WARNING and QUANTIZER_PATH in record.pathname.replace("\\", "/"))
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    """ORT's quantizer's root-logger warnings, shown only with ``ast-export -v`` (the package logger at DEBUG)."""
+    if logger.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    advice = _QuantizerAdvice()
+    logging.getLogger().addFilter(advice)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(advice)
+
+
 def to_int8(model: onnx.ModelProto) -> tuple[onnx.ModelProto, TransformInfo]:
     """Dynamic int8 quantisation of the encoder's MatMul weights (per channel); frontend excluded."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -158,9 +183,10 @@ def to_int8(model: onnx.ModelProto) -> tuple[onnx.ModelProto, TransformInfo]:
     with tempfile.TemporaryDirectory(prefix="ast-int8-") as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save_model(model, str(src))
-        quantize_dynamic(src, dst, op_types_to_quantize=["MatMul"], per_channel=True,
-                         weight_type=QuantType.QInt8, nodes_to_exclude=frontend,
-                         extra_options={"MatMulConstBOnly": True})
+        with _quiet_quantizer():
+            quantize_dynamic(src, dst, op_types_to_quantize=["MatMul"], per_channel=True,
+                             weight_type=QuantType.QInt8, nodes_to_exclude=frontend,
+                             extra_options={"MatMulConstBOnly": True})
         quantized = onnx.load(str(dst))
     return quantized, TransformInfo("int8", False, len(frontend))
 

@@ -79,7 +79,8 @@ class VerifyReport:
 
 def _log(check: Check) -> None:
     mark = OK if check.passed else FAIL
-    where = " ".join(x for x in (check.runtime, check.name,
+    name = "" if check.name == check.runtime else check.name  # "metadata", not "metadata metadata"
+    where = " ".join(x for x in (check.runtime, name,
                                  f"batch={check.batch}" if check.batch else "", check.kind or "") if x)
     logger.log(logging.INFO if check.passed else logging.ERROR, "%s %s %s", mark, where, check.detail)
 

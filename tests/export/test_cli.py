@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,11 @@ def test_metadata_refused_by_the_contract_is_one_line(onnx_path: Path, weights: 
     onnx.save(model, str(bad))
     code, _, err = _run("verify", str(bad), "--weights", str(weights))
     assert code == 1 and err.strip().splitlines()[-1].startswith(f"error: {bad}: unknown metadata format_version")
+
+
+def test_check_line_does_not_repeat_its_name(caplog: pytest.LogCaptureFixture) -> None:
+    from ast_export.verify import Check, _log
+
+    with caplog.at_level(logging.INFO, logger="ast_export"):
+        _log(Check("metadata", "metadata", True, "labels, sample_rate, window_samples match"))
+    assert caplog.messages == ["\u2713 metadata labels, sample_rate, window_samples match"]
