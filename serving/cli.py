@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from serving.backends import BACKENDS, PRECISIONS
+from serving.cli_help import EXAMPLES, finish_help, gather_inputs
 from serving.contract import ModelError, log_to_stderr, show_progress
 from serving.identify import IdentifyOptions, display_path, identify
 from serving.matches import MatchOptions
@@ -84,6 +85,7 @@ def _open_session(model: str | None, device: str, threads: int) -> ModelSession:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logs on stderr, ONNX Runtime's own messages included.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@click.version_option(package_name="ast-sampleid")
 def main(verbose: bool, quiet: bool) -> None:
     """Identify which recorded sample a song uses, and where, with an exported ast-sampleid model.
 
@@ -94,7 +96,9 @@ def main(verbose: bool, quiet: bool) -> None:
 
 
 @main.command("identify")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))
+@click.argument("paths", nargs=-1, type=click.Path(readable=False))
+@click.option("--from-file", "from_file", type=click.Path(dir_okay=False), default=None,
+              help="Also score the songs listed in LIST, one path a line (a PATH of - reads them from stdin).")
 @_model_options
 @click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per song.")
 @click.option("--hop", type=click.FloatRange(min=0.0, min_open=True), default=None,
@@ -115,15 +119,16 @@ def main(verbose: bool, quiet: bool) -> None:
               help="Write one PNG heat map per song into DIR.")
 def identify_cmd(paths: tuple[str, ...], model: str | None, device: str, threads: int, top_k: int,
                  hop: float | None, batch_size: int, fmt: str | None, threshold: float | None,
-                 timeline: bool, plot_dir: str | None, index: str | None, far: float | None) -> None:
+                 timeline: bool, plot_dir: str | None, index: str | None, far: float | None,
+                 from_file: str | None) -> None:
     """Find the known samples in PATHS (audio files: FLAC, WAV, OGG, MP3, ...).
 
     Every PATH gets one result, in order; the same path twice is scored twice. A directory, a missing file
     (e.g. a glob that matched nothing) or an undecodable file is a per-file error: it is reported and the
-    run goes on.
+    run goes on. A PATH of - reads paths from stdin, one a line; --from-file LIST adds LIST's.
     """
+    inputs = gather_inputs(paths, from_file)  # non-UTF-8 names arrive as surrogate escapes; os accepts them
     session = _open_session(model, device, threads)
-    inputs = list(paths)  # non-UTF-8 names arrive as surrogate escapes, which os functions accept
     if index is not None:
         from serving.index_cli import identify_with_index
 
@@ -227,6 +232,7 @@ main.add_command(http_command(_model_options, _open_session))
 from serving.index_cli import index_command  # noqa: E402  (click only; FAISS loads when a command runs)
 
 main.add_command(index_command(_model_options, _open_session))
+finish_help(main, EXAMPLES)  # an example in every --help, uncut one-line listings
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -143,7 +143,15 @@ def build_request(manifest: Path, out_dir: Path, preset: str | None, config_file
                         given=given, **modes)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+EPILOG = """\b
+Examples:
+  ast-train --manifest data/demo/manifest.csv --out runs/demo --preset tiny
+  ast-train --manifest data/demo/manifest.csv --out runs/demo --resume
+  ast-train --manifest manifest.csv --out runs/base --preset base --init-from modelo_audio.pth
+  torchrun --nproc-per-node 2 -m training --manifest manifest.csv --out runs/ddp"""
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}, epilog=EPILOG)
 @click.option("--manifest", type=click.Path(path_type=Path), required=True,
               help="Manifest CSV (song, sample[, split, start_s, end_s]).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder (created).")

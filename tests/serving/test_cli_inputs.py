@@ -1,0 +1,33 @@
+"""ast-serve identify's song list: arguments, --from-file LIST and - (stdin), as one JSON array."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from serving.cli import main as serve_main
+from tests.serving.conftest import write_tone
+
+
+@pytest.fixture
+def songs(tmp_path: Path) -> list[str]:
+    return [str(write_tone(tmp_path / f"s{i}.wav", 1.5)) for i in range(3)]
+
+
+def test_identify_reads_songs_from_stdin_and_a_list_file(fake_model: Path, songs: list[str], tmp_path: Path) -> None:
+    listing = tmp_path / "songs.txt"
+    listing.write_text(f"{songs[1]}\n\n{songs[2]}\n")
+    result = CliRunner().invoke(serve_main, ["identify", "--model", str(fake_model), "--format", "json",
+                                             "--from-file", str(listing), "-"], input=f"{songs[0]}\n")
+    assert result.exit_code == 0, result.output
+    assert [r["path"] for r in json.loads(result.stdout)] == songs  # one JSON array, stdin's first
+
+
+def test_identify_without_songs_is_a_usage_error(fake_model: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    result = CliRunner().invoke(serve_main, ["identify", "--model", str(fake_model), "--from-file", str(empty)])
+    assert result.exit_code == 2 and "no songs" in result.output
