@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from serving.backends import BACKENDS, PRECISIONS
-from serving.cli_help import EXAMPLES, finish_help, gather_inputs
+from serving.cli_help import EXAMPLES, finish_help, gather_inputs, option_warnings
 from serving.contract import ModelError, log_to_stderr, show_progress
 from serving.identify import IdentifyOptions, display_path, identify
 from serving.matches import MatchOptions
@@ -129,14 +129,16 @@ def identify_cmd(paths: tuple[str, ...], model: str | None, device: str, threads
     """
     inputs = gather_inputs(paths, from_file)  # non-UTF-8 names arrive as surrogate escapes; os accepts them
     session = _open_session(model, device, threads)
+    fmt = fmt or default_format(sys.stdout)
+    for warning in option_warnings(hop_s=hop, window_s=session.metadata.window_s, fmt=fmt, timeline=timeline,
+                                   top_k=top_k, labels=None if index is not None else len(session.labels)):
+        logger.warning(warning)
     if index is not None:
         from serving.index_cli import identify_with_index
 
-        sys.exit(identify_with_index(session, index, inputs, top_k, far, threshold, hop, batch_size,
-                                     fmt or default_format(sys.stdout)))
+        sys.exit(identify_with_index(session, index, inputs, top_k, far, threshold, hop, batch_size, fmt))
     opts = IdentifyOptions(hop_s=hop, batch_size=batch_size,
                            match=MatchOptions(top_k, threshold, timeline or plot_dir is not None))
-    fmt = fmt or default_format(sys.stdout)
     writer = make_writer(fmt, sys.stdout, [display_path(p) for p in inputs])
     sys.exit(_run_identify(session, inputs, opts, writer, timeline, plot_dir))
 

@@ -4,6 +4,7 @@
 - A group lists its subcommands by their whole first sentence (click would cut it at ~45 characters).
 - Song lists come from arguments, ``--from-file LIST`` or ``-`` (one path a line on stdin):
   :func:`gather_inputs`.
+- Options that make no sense together are warned in one line each (:func:`option_warnings`); the run goes on.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import TextIO
 
 import click
 
-__all__ = ["EXAMPLES", "STDIN", "finish_help", "first_sentence", "gather_inputs"]
+__all__ = ["EXAMPLES", "STDIN", "finish_help", "first_sentence", "gather_inputs", "option_warnings"]
 
+TIMELINE_FORMATS = ("json", "jsonl")  # the formats that carry --timeline's per-window scores
 STDIN = "-"  # a PATH of "-": read paths from stdin, one a line
 SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 
@@ -82,3 +84,17 @@ def gather_inputs(paths: Iterable[str], from_file: str | None, stdin: TextIO | N
 
 def _lines(handle: TextIO) -> list[str]:
     return [line.rstrip("\r\n") for line in handle if line.strip()]
+
+
+def option_warnings(*, hop_s: float | None, window_s: float, fmt: str, timeline: bool, top_k: int,
+                    labels: int | None) -> list[str]:
+    """One line per identify option that cannot do what it says (``labels``: None with a catalogue)."""
+    found = []
+    if hop_s is not None and hop_s > window_s:
+        found.append(f"--hop {hop_s:g} s is longer than the model's {window_s:g} s window: the audio between "
+                     "windows is never scored")
+    if timeline and fmt not in TIMELINE_FORMATS:
+        found.append(f"--timeline is only written by --format json or jsonl; ignored with --format {fmt}")
+    if labels is not None and top_k > labels:
+        found.append(f"--top-k {top_k} is more than the model's {labels} labels: at most {labels} per song")
+    return found
