@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.contract import ModelMetadata, round_time, warn_repairs
+from serving.contract import ModelMetadata, warn_repairs
 from serving.matches import MatchOptions, SongResult, match_song
 from serving.session import ModelSession
 from serving.windows import Batch, FileDone, iter_batches
@@ -120,7 +120,7 @@ def song_result(path: str, samples: int, starts: np.ndarray, probs: np.ndarray |
         meta: the model's metadata (labels, rate, window).
         match: top-k, threshold, timeline.
     """
-    duration = round_time(samples / meta.sample_rate)
+    duration = samples / meta.sample_rate  # exact; rounded once, at output (SongResult.to_dict)
     if probs is None or starts.shape[0] == 0:
         return SongResult(path, duration, error="no windows were scored")
     if not np.isfinite(probs).all():

@@ -8,7 +8,14 @@ Rules (shared with training's ``test_top1`` so both report the same top-1 for a 
   score is below ``P`` reports no match ("no known sample") instead of a forced guess.
 - **Span** of a sample: its peak window (the one giving the song score) grown left and right over consecutive
   windows in which the sample ranks first, or (with a threshold) scores at least ``P``. The span runs from the
-  first window's start to the last window's end, clipped to the song's duration.
+  first window's start to the last window's end, clipped to the song's duration. ``start_s``/``end_s`` is this
+  best occurrence.
+- **Spans**: every occurrence, since samples loop: each run of such windows whose own peak reaches
+  :data:`OCCURRENCE_FRACTION` of the song score (``P`` with a threshold) is one ``{start_s, end_s}``; runs whose
+  time extents touch or overlap are merged (a single window that ranks another sample does not split a loop).
+- **Rounding**: values are kept exact in memory and rounded once, when a result becomes JSON
+  (:meth:`SongResult.to_dict`), by :func:`serving.contract.round_time` / :func:`~serving.contract.round_score`;
+  so ``timeline``, ``start_s``, ``end_s`` and ``duration_s`` agree to the millisecond.
 """
 
 from __future__ import annotations
@@ -18,19 +25,21 @@ from typing import Any
 
 import numpy as np
 
-from serving.contract import SCORE_DECIMALS, TIME_DECIMALS, round_time, song_scores
+from serving.contract import round_score, round_time, song_scores
 
 REQUIRED_FIELDS = ("sample", "score", "start_s", "end_s")
+TIME_FIELDS = ("start_s", "end_s", "record_start_s", "record_end_s")
+OCCURRENCE_FRACTION = 0.5  # a run of windows is an occurrence when its peak is >= this share of the song score
 
 
 @dataclass
 class Match:
     """One identified sample in a song.
 
-    The optional fields come from retrieval (``identify --index``): every occurrence in the song (``spans``,
-    ``{start_s, end_s}`` each), where in the record (``record_start_s``, ``record_end_s``) and the estimated
-    time-scale (``speed``). They are left out of :meth:`to_dict` when absent, so the classifier's JSON is
-    unchanged.
+    ``spans`` lists every occurrence in the song (``{start_s, end_s}`` each, the best one included), from the
+    classifier and from retrieval. The other optional fields come from retrieval (``identify --index``): where
+    in the record (``record_start_s``, ``record_end_s``) and the estimated time-scale (``speed``); they are
+    left out of :meth:`to_dict` when absent.
     """
 
     sample: str
@@ -43,7 +52,15 @@ class Match:
     speed: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if value is not None or key in REQUIRED_FIELDS}
+        """JSON-ready, rounded by the contract's rule (times 1 ms, scores 4 decimals)."""
+        out = {key: value for key, value in asdict(self).items() if value is not None or key in REQUIRED_FIELDS}
+        out["score"] = round_score(self.score)
+        for key in TIME_FIELDS:
+            if out.get(key) is not None:
+                out[key] = round_time(out[key])
+        if self.spans is not None:
+            out["spans"] = [{"start_s": round_time(s["start_s"]), "end_s": round_time(s["end_s"])} for s in self.spans]
+        return out
 
 
 @dataclass
@@ -68,10 +85,14 @@ class SongResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict with the DESIGN.md fields (``timeline`` only when requested)."""
-        out = {"path": self.path, "duration_s": self.duration_s,
+        duration = None if self.duration_s is None else round_time(self.duration_s)
+        out = {"path": self.path, "duration_s": duration,
                "matches": [m.to_dict() for m in self.matches], "error": self.error}
         if self.timeline is not None:
-            out["timeline"] = asdict(self.timeline)
+            tl = self.timeline
+            out["timeline"] = {"window_s": round_time(tl.window_s), "start_s": [round_time(t) for t in tl.start_s],
+                               "samples": list(tl.samples),
+                               "scores": [[round_score(v) for v in row] for row in tl.scores]}
         return out
 
 
@@ -84,6 +105,16 @@ class MatchOptions:
     timeline: bool = False
 
 
+def _span_mask(probs: np.ndarray, cls: int, threshold: float | None) -> np.ndarray:
+    """[N] bool: the windows that may be part of a span of ``cls`` (it ranks first, or scores >= threshold)."""
+    col = probs[:, cls]  # [N]
+    mask = probs.argmax(axis=1) == cls  # [N]
+    if threshold is not None:
+        mask |= col >= threshold
+    mask[int(np.argmax(col))] = True
+    return mask
+
+
 def span_windows(probs: np.ndarray, cls: int, threshold: float | None) -> tuple[int, int]:
     """First and last window index of ``cls``'s best span (see module docstring).
 
@@ -92,17 +123,41 @@ def span_windows(probs: np.ndarray, cls: int, threshold: float | None) -> tuple[
         cls: class index.
         threshold: optional score threshold that also admits a window into the span.
     """
-    col = probs[:, cls]  # [N]
-    peak = int(np.argmax(col))
-    mask = probs.argmax(axis=1) == cls  # [N]
-    if threshold is not None:
-        mask |= col >= threshold
-    mask[peak] = True
+    peak = int(np.argmax(probs[:, cls]))
+    mask = _span_mask(probs, cls, threshold)
     left = np.flatnonzero(~mask[:peak])
     right = np.flatnonzero(~mask[peak:])
     first = int(left[-1]) + 1 if left.size else 0
     last = peak + int(right[0]) - 1 if right.size else probs.shape[0] - 1
     return first, last
+
+
+def occurrence_spans(probs: np.ndarray, cls: int, threshold: float | None, start_s: np.ndarray, window_s: float,
+                     duration_s: float) -> list[dict[str, float]]:
+    """Every occurrence of ``cls`` (see module docstring), ``{start_s, end_s}`` in seconds, in time order.
+
+    Args:
+        probs: [N, C] window probabilities.
+        cls: class index.
+        threshold: optional score threshold (also the bar an occurrence's peak must reach).
+        start_s: [N] window starts in seconds.
+        window_s: window length in seconds.
+        duration_s: song length in seconds (spans are clipped to it).
+    """
+    col = probs[:, cls]  # [N]
+    bar = threshold if threshold is not None else OCCURRENCE_FRACTION * float(col.max())
+    mask = _span_mask(probs, cls, threshold).astype(np.int8)  # [N]
+    edges = np.diff(np.concatenate([[0], mask, [0]]))  # [N + 1]: +1 at run starts, -1 after run ends
+    spans: list[dict[str, float]] = []
+    for first, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        if float(col[first:stop].max()) < bar:
+            continue
+        lo, hi = float(start_s[first]), min(float(start_s[stop - 1]) + window_s, duration_s)
+        if spans and lo <= spans[-1]["end_s"]:  # touching or overlapping windows: one occurrence
+            spans[-1]["end_s"] = max(spans[-1]["end_s"], hi)
+        else:
+            spans.append({"start_s": lo, "end_s": max(hi, lo)})
+    return spans
 
 
 def match_song(
@@ -135,10 +190,11 @@ def match_song(
             break
         first, last = span_windows(probs, int(cls), options.threshold)
         end = min(start_s[last] + window_s, duration_s)
-        matches.append(Match(labels[cls], float(scores[cls]), round_time(start_s[first]),
-                             round_time(max(end, start_s[first]))))
+        spans = occurrence_spans(probs, int(cls), options.threshold, start_s, window_s, duration_s)
+        matches.append(Match(labels[cls], float(scores[cls]), float(start_s[first]),
+                             float(max(end, start_s[first])), spans=spans))
     timeline = None
-    if options.timeline:
-        timeline = Timeline(window_s, np.round(start_s, TIME_DECIMALS).tolist(), [labels[c] for c in top],
-                            np.round(probs[:, top].T.astype(np.float64), SCORE_DECIMALS).tolist())
+    if options.timeline:  # exact here; SongResult.to_dict rounds it with the matches
+        timeline = Timeline(window_s, start_s.tolist(), [labels[c] for c in top],
+                            probs[:, top].T.astype(np.float64).tolist())
     return matches, timeline

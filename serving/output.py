@@ -20,7 +20,6 @@ import csv
 import json
 from typing import TextIO
 
-from serving.contract import round_score
 from serving.matches import SongResult
 
 FORMATS = ("table", "json", "jsonl", "csv")
@@ -87,14 +86,15 @@ class CsvWriter(Writer):
         self.csv.writerow(CSV_FIELDS + (RETRIEVAL_FIELDS if retrieval else ()))
 
     def write(self, result: SongResult) -> None:
-        head = [result.path, result.duration_s]
+        head = [result.path, result.to_dict()["duration_s"]]
         if not result.matches:
             self.csv.writerow(head + ["", "", "", "", "", result.error or ""]
                               + [""] * (len(RETRIEVAL_FIELDS) if self.retrieval else 0))
         for rank, m in enumerate(result.matches, start=1):
-            extra = [m.record_start_s, m.record_end_s, m.speed,
-                     ";".join(f"{s['start_s']}-{s['end_s']}" for s in m.spans or [])] if self.retrieval else []
-            self.csv.writerow(head + [rank, m.sample, round_score(m.score), m.start_s, m.end_s, ""] + extra)
+            d = m.to_dict()  # rounded once, as in JSON
+            extra = [d.get("record_start_s"), d.get("record_end_s"), d.get("speed"),
+                     ";".join(f"{s['start_s']}-{s['end_s']}" for s in d.get("spans") or [])] if self.retrieval else []
+            self.csv.writerow(head + [rank, d["sample"], d["score"], d["start_s"], d["end_s"], ""] + extra)
         self.stream.flush()
 
 

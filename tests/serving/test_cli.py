@@ -43,7 +43,7 @@ def test_jsonl_is_default_off_tty_and_has_design_fields(fake_model: Path, songs:
     for row in rows:
         assert set(row) == {"path", "duration_s", "matches", "error"} and row["error"] is None
         assert len(row["matches"]) == 2 and row["matches"][0]["score"] >= row["matches"][1]["score"]
-        assert set(row["matches"][0]) == {"sample", "score", "start_s", "end_s"}
+        assert set(row["matches"][0]) == {"sample", "score", "start_s", "end_s", "spans"}
         assert row["matches"][0]["sample"] in LABELS
         assert 0 <= row["matches"][0]["start_s"] < row["matches"][0]["end_s"] <= row["duration_s"]
     assert rows[0]["duration_s"] == pytest.approx(3.2, abs=1e-3)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
+from serving.contract import SCORE_DECIMALS
 from serving.matches import MatchOptions, SongResult, match_song, song_scores, span_windows
 
 LABELS = ("a", "b", "c")
@@ -63,7 +66,47 @@ def test_threshold_gives_no_known_sample() -> None:
 def test_timeline_compact() -> None:
     _, tl = match_song(_probs(), STARTS, 8.5, LABELS, WINDOW_S, SR, MatchOptions(top_k=2, timeline=True))
     assert tl is not None and tl.samples == ["b", "a"] and len(tl.start_s) == 8
-    assert len(tl.scores) == 2 and len(tl.scores[0]) == 8 and tl.scores[0][4] == 0.9
+    assert len(tl.scores) == 2 and len(tl.scores[0]) == 8 and tl.scores[0][4] == np.float32(0.9)
     d = SongResult("x", 8.5, [], None, tl).to_dict()
+    assert d["timeline"]["scores"][0][4] == 0.9  # rounded at output
     assert set(d) == {"path", "duration_s", "matches", "error", "timeline"}
     assert set(SongResult("x").to_dict()) == {"path", "duration_s", "matches", "error"}
+
+
+def _looped(period_s: int, loops: int, sample_from: int, sample_to: int) -> tuple[np.ndarray, np.ndarray]:
+    """Window probs of a song that repeats a ``period_s`` pattern ``loops`` times; "a" sounds in
+    [sample_from, sample_to) of each period, "b" ranks first elsewhere (1 s windows at a 0.5 s hop)."""
+    hop = SR // 2
+    starts = np.arange(0, period_s * loops * SR - SR + 1, hop)  # [N] samples
+    t = (starts / SR) % period_s  # [N] seconds into the period
+    probs = np.where(((t >= sample_from) & (t + 1 <= sample_to))[:, None], [0.8, 0.15, 0.05], [0.1, 0.7, 0.2])
+    return probs.astype(np.float32), starts
+
+
+def test_a_looped_sample_reports_every_occurrence() -> None:
+    probs, starts = _looped(20, 15, 5, 11)  # a 20 s song tiled 15 times
+    matches, _ = match_song(probs, starts, 300.0, LABELS, 1.0, SR, MatchOptions(top_k=1))
+    spans = matches[0].spans
+    assert len(spans) == 15
+    assert spans[0] == {"start_s": 5.0, "end_s": 11.0} and spans[14] == {"start_s": 285.0, "end_s": 291.0}
+    assert {"start_s": matches[0].start_s, "end_s": matches[0].end_s} in spans  # the best one is among them
+
+
+def test_one_stray_window_does_not_split_an_occurrence() -> None:
+    probs, starts = _looped(20, 2, 5, 15)
+    probs[14] = [0.3, 0.6, 0.1]  # window at 7.0 s ranks "b"
+    matches, _ = match_song(probs, starts, 40.0, LABELS, 1.0, SR, MatchOptions(top_k=1))
+    assert [s["start_s"] for s in matches[0].spans] == [5.0, 25.0]
+
+
+def test_json_is_rounded_once_by_the_contract_rule() -> None:
+    rate = 16000
+    starts = np.array([0, 8000, 16000, 24001])  # the last window aligned to the end: 1.5000625 s
+    probs = np.array([[0.1234567, 0.8765433, 0.0]] * 4, np.float32)
+    matches, tl = match_song(probs, starts, 2.5000625, LABELS, 1.0, rate, MatchOptions(top_k=2, timeline=True))
+    d = json.loads(json.dumps(SongResult("x", 2.5000625, matches, None, tl).to_dict()))
+    scores = [m["score"] for m in d["matches"]] + [v for row in d["timeline"]["scores"] for v in row]
+    assert all(round(v, SCORE_DECIMALS) == v for v in scores)
+    best = d["matches"][0]
+    assert best["start_s"] == d["timeline"]["start_s"][0] and best["end_s"] == d["duration_s"] == 2.5
+    assert d["timeline"]["start_s"][-1] == 1.5
