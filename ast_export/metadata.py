@@ -4,6 +4,10 @@ The key, the format version and the validation rules are ``serving.contract``'s,
 ``ast-serve`` reads. Each format embeds and reads the text its own way (its record in ``registry``: ONNX
 ``metadata_props``, TorchScript ``_extra_files``, ``.pt2`` extra files); this module builds and parses it.
 
+The calibrated default "no match" threshold of the weights file (``train["threshold"]``, measured at
+``train["threshold_far"]``) is copied as ``threshold`` and ``threshold_far``; ``ast-serve identify`` applies it
+when ``--threshold`` is not given.
+
 Precision is written as ``precision`` (``fp32``, ``fp16``, ``int8``) plus ``optimized`` (fused attention), and
 what the conversion did as ``transform``. Files written before that spelled an optimised graph
 ``"precision": "fp32-optimized"`` (and the conversion under another key); :func:`artifact_precision` reads both.
@@ -74,7 +78,18 @@ def build_metadata(wf: Any, weights_sha256: str, *, artifact_format: str, precis
         "opset": opset,
         "precision": precision,
         "optimized": optimized,
+        **_threshold(wf.train),
     }
+
+
+def _threshold(train: dict[str, Any]) -> dict[str, float]:
+    """The calibrated default "no match" threshold of the weights (``threshold``, ``threshold_far``), when the
+    training run stored one (training.calibrate); older weights files have none and serving then has no default."""
+    threshold, far = train.get("threshold"), train.get("threshold_far")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (threshold, far))
+    if not numbers or not (0.0 < threshold <= 1.0 and 0.0 < far < 1.0):
+        return {}
+    return {"threshold": float(threshold), "threshold_far": float(far)}
 
 
 def dumps(meta: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ from serving.backends import BACKENDS, PRECISIONS
 from serving.cli_help import EXAMPLES, finish_help, gather_inputs, option_warnings
 from serving.contract import ModelError, log_to_stderr, show_progress
 from serving.identify import IdentifyOptions, display_path, identify
-from serving.matches import MatchOptions
+from serving.matches import MatchOptions, default_threshold
 from serving.output import FORMATS, default_format, make_writer
 from serving.session import DEVICES, ModelSession, SessionOptions
 
@@ -109,7 +109,9 @@ def main(verbose: bool, quiet: bool) -> None:
               help="Output format. Default: table on a terminal, jsonl otherwise.")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help="Report 'no known sample' when the best score is below P; also admits windows scoring "
-                   ">= P into a span. With --index: the calibrated score a match needs (overrides --far).")
+                   ">= P into a span. Default: the model's calibrated threshold (set at training for a 1 % "
+                   "false-accept rate), if it has one; 0 turns it off. With --index: the calibrated score a "
+                   "match needs (overrides --far).")
 @click.option("--index", "index", type=click.Path(file_okay=False), default=None,
               help="Catalogue folder (ast-serve index build): answer by retrieval instead of the classifier.")
 @click.option("--far", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
@@ -137,6 +139,7 @@ def identify_cmd(paths: tuple[str, ...], model: str | None, device: str, threads
         from serving.index_cli import identify_with_index
 
         sys.exit(identify_with_index(session, index, inputs, top_k, far, threshold, hop, batch_size, fmt))
+    _log_threshold(threshold, session)
     opts = IdentifyOptions(hop_s=hop, batch_size=batch_size,
                            match=MatchOptions(top_k, threshold, timeline or plot_dir is not None))
     writer = make_writer(fmt, sys.stdout, [display_path(p) for p in inputs])
@@ -167,6 +170,15 @@ def _run_identify(session: ModelSession, inputs: list[str], opts: IdentifyOption
     finally:
         bar.close()
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _log_threshold(given: float | None, session: ModelSession) -> None:
+    """One line saying which "no match" threshold applies (the model's calibrated one unless --threshold)."""
+    model_default = default_threshold(session.metadata.raw)
+    if given is None and model_default is not None:
+        far = session.metadata.raw.get("threshold_far")
+        logger.info("no-match threshold %.4f (the model's, calibrated for a %s false-accept rate; --threshold 0 "
+                    "turns it off)", model_default, f"{100 * far:g} %" if isinstance(far, float) else "stated")
 
 
 def _silence_stdout() -> None:

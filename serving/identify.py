@@ -13,12 +13,12 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from serving.contract import ModelMetadata, warn_repairs
-from serving.matches import MatchOptions, SongResult, match_song
+from serving.matches import MatchOptions, SongResult, default_threshold, effective_threshold, match_song
 from serving.session import ModelSession
 from serving.windows import Batch, FileDone, iter_batches
 
@@ -125,6 +125,7 @@ def song_result(path: str, samples: int, starts: np.ndarray, probs: np.ndarray |
         return SongResult(path, duration, error="no windows were scored")
     if not np.isfinite(probs).all():
         return SongResult(path, duration, error="model produced non-finite scores")
+    match = replace(match, threshold=effective_threshold(match.threshold, default_threshold(meta.raw)))
     matches, timeline = match_song(probs, starts, duration, meta.labels, meta.window_s, meta.sample_rate, match)
     return SongResult(path, duration, matches, None, timeline)
 

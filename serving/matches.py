@@ -5,7 +5,9 @@ Rules (shared with training's ``test_top1`` so both report the same top-1 for a 
 - **Song score** of a sample = :func:`serving.contract.song_scores`: the max over the song's windows.
 - **Top-k**: the k samples with the highest song scores, best first.
 - **Threshold** ``P`` (optional): matches whose song score is below ``P`` are dropped, so a song whose best
-  score is below ``P`` reports no match ("no known sample") instead of a forced guess.
+  score is below ``P`` reports no match ("no known sample") instead of a forced guess. Without ``--threshold``
+  the model's calibrated default applies (metadata ``threshold``, measured at the false-accept rate
+  ``threshold_far`` when it was trained; see :func:`effective_threshold`); ``--threshold 0`` turns it off.
 - **Span** of a sample: its peak window (the one giving the song score) grown left and right over consecutive
   windows in which the sample ranks first, or (with a threshold) scores at least ``P``. The span runs from the
   first window's start to the last window's end, clipped to the song's duration. ``start_s``/``end_s`` is this
@@ -98,11 +100,26 @@ class SongResult:
 
 @dataclass
 class MatchOptions:
-    """How to pick matches. ``threshold=None`` means no threshold."""
+    """How to pick matches. ``threshold``: None = the model's calibrated default, 0 = no threshold."""
 
     top_k: int = 1
     threshold: float | None = None
     timeline: bool = False
+
+
+def default_threshold(meta: dict[str, Any]) -> float | None:
+    """The export's calibrated "no match" threshold (metadata ``threshold``), or None when it has none."""
+    value = meta.get("threshold")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        return None
+    return float(value)
+
+
+def effective_threshold(given: float | None, model_default: float | None) -> float | None:
+    """The threshold a song is judged by: ``given``, else the model's default; 0 (or less) means none."""
+    if given is None:
+        return model_default
+    return given if given > 0 else None
 
 
 def _span_mask(probs: np.ndarray, cls: int, threshold: float | None) -> np.ndarray:

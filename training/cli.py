@@ -62,6 +62,8 @@ CONFIG_OPTIONS = (
                  "Validate and keep a moving average of the weights with this decay (0 = off)."),
     ConfigOption("--epoch-size", "epoch_size", click.IntRange(min=1), "Training windows per epoch."),
     ConfigOption("--workers", "workers", click.IntRange(min=0), "DataLoader worker processes."),
+    ConfigOption("--threshold-far", "threshold_far", click.FloatRange(0, 1, min_open=True, max_open=True),
+                 "False-accept rate of the calibrated default 'no match' threshold stored with the weights."),
     ConfigOption("--threads", "threads", click.IntRange(min=0), "torch CPU threads per rank (0 = torch default)."),
 )
 

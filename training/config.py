@@ -55,6 +55,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # waveform augmentation (training.data)
     norm_windows: int = 128  # training windows used to estimate the fbank mean/std
     eval_batch_size: int = 64  # song windows per forward pass in validation (hop: serving.contract)
+    threshold_far: float = 0.01  # false-accept rate of the calibrated default "no match" threshold (calibrate)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     workers: int = 0  # DataLoader workers (0 = in-process; measured fastest on 2 CPU cores)

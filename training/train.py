@@ -35,8 +35,9 @@ import torch
 
 from models import save_weights, window_samples
 from models.config import ast_config_from_dict, config_to_dict, fbank_config_from_dict
-from serving.contract import remove_stale_temps
+from serving.contract import default_hop, remove_stale_temps
 from training import distributed
+from training.calibrate import Calibration, calibrate, null_clips
 from training.checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.data.audio import read_audio
@@ -190,9 +191,25 @@ def _checkpoint(req: TrainRequest, trainer: Trainer, spec: ModelSpec) -> Checkpo
                       norm=spec.norm or (0.0, 1.0), init_from=spec.init_from)  # norm: always set by build()
 
 
+def _calibrate(req: TrainRequest, trainer: Trainer, spec: ModelSpec, manifest: Manifest,
+               val: SongSet) -> Calibration:
+    """The default "no match" threshold of the kept weights (training.calibrate), on val songs and null clips."""
+    entries = manifest.split("val")
+    spans: dict[Any, list[tuple[float | None, float | None]]] = {}
+    first: dict[Any, int] = {}
+    for i, entry in enumerate(entries):  # a song that samples several records: outside all of their spans
+        spans.setdefault(entry.path, []).append((entry.start_s, entry.end_s))
+        first.setdefault(entry.path, i)
+    window = trainer.model.window_samples
+    null = null_clips([val.waves[i] for i in first.values()], [spans[p] for p in first], window,
+                      spec.fbank_cfg.sample_rate)
+    return calibrate(trainer.model, val, null, req.config.threshold_far, window, default_hop(window),
+                     req.config.eval_batch_size, trainer.device)
+
+
 def _finish(req: TrainRequest, trainer: Trainer, spec: ModelSpec, manifest: Manifest,
-            test: SongSet) -> dict[str, Any]:
-    """Best weights -> test metrics -> weights file, metrics.json, curves.png (files on rank 0 only)."""
+            val: SongSet, test: SongSet) -> dict[str, Any]:
+    """Best weights -> test metrics, calibrated threshold -> weights file, metrics.json, curves.png (rank 0)."""
     st, cfg, info = trainer.state, req.config, trainer.info
     if st.best_state is not None:
         trainer.model.ast.load_state_dict(st.best_state)
@@ -203,9 +220,12 @@ def _finish(req: TrainRequest, trainer: Trainer, spec: ModelSpec, manifest: Mani
     metrics = {"epochs": st.history, "test_top1": test_metrics[0], "test_top5": test_metrics[1], **extra}
     if not info.is_main:
         return {**metrics, "rank": info.rank}
+    cal = _calibrate(req, trainer, spec, manifest, val)
+    metrics["calibration"] = extra["calibration"] = cal.to_dict()
     train_info = {"metrics": metrics, "data_fingerprint": data_fingerprint(req.manifest, manifest),
                   "versions": software_versions(), "config": cfg.to_dict(), "train_time_s": st.elapsed_s,
-                  "init_from": spec.init_from, "manifest": str(req.manifest)}
+                  "init_from": spec.init_from, "manifest": str(req.manifest),
+                  "threshold": cal.threshold, "threshold_far": cal.far, "calibration": cal.to_dict()}
     with writing(req.out_dir):
         save_weights(req.out_dir / WEIGHTS_NAME, weights_file(spec, trainer.model.ast.state_dict(), train_info))
         write_metrics(req.out_dir / METRICS_NAME, st.history, test_metrics, extra)
@@ -242,7 +262,7 @@ def run(req: TrainRequest, info: DistInfo | None = None) -> dict[str, Any]:
             if info.is_main:
                 with writing(req.out_dir / CHECKPOINT_NAME):
                     save_checkpoint(req.out_dir / CHECKPOINT_NAME, _checkpoint(req, trainer, spec))
-        metrics = _finish(req, trainer, spec, manifest, test)
+        metrics = _finish(req, trainer, spec, manifest, val, test)
         distributed.barrier()
         return metrics
     finally:

@@ -144,3 +144,16 @@ def test_check_line_does_not_repeat_its_name(caplog: pytest.LogCaptureFixture) -
     with caplog.at_level(logging.INFO, logger="ast_export"):
         _log(Check("metadata", "metadata", True, "labels, sample_rate, window_samples match"))
     assert caplog.messages == ["\u2713 metadata labels, sample_rate, window_samples match"]
+
+
+def test_metadata_carries_the_calibrated_threshold(weights: Path) -> None:
+    from ast_export.metadata import build_metadata
+    from models import load_weights
+
+    wf = load_weights(weights)
+    assert "threshold" not in build_metadata(wf, "0" * 64, artifact_format="onnx")  # none stored: no default
+    wf.train = {"threshold": 0.37, "threshold_far": 0.01}
+    meta = build_metadata(wf, "0" * 64, artifact_format="onnx")
+    assert (meta["threshold"], meta["threshold_far"]) == (0.37, 0.01)
+    wf.train = {"threshold": 7, "threshold_far": 0.01}
+    assert "threshold" not in build_metadata(wf, "0" * 64, artifact_format="onnx")

@@ -108,6 +108,9 @@ def test_weights_file_is_complete(trained: tuple[Path, dict], manifest: Path) ->
     assert wf.train["config"]["epochs"] == 2
     assert TrainConfig.from_dict(wf.train["config"]) == tiny_config()  # incl. the nested augment
     assert wf.train["config"]["augment"] == AugmentConfig().to_dict()
+    cal = wf.train["calibration"]  # the default "no match" threshold (training.calibrate)
+    assert 0.0 < wf.train["threshold"] == cal["threshold"] <= 1.0 and wf.train["threshold_far"] == 0.01
+    assert cal["null_clips"] >= 100 and cal["far_measured"] <= 0.01
     model = build_scoring_model(wf)
     probs, emb = model(torch.zeros(2, model.window_samples))
     assert probs.shape == (2, 3) and emb.shape == (2, TINY_MODEL["embed_dim"])
