@@ -3,8 +3,11 @@
     ast-serve identify --format jsonl SONGS... > out.jsonl
     .venv/bin/python -m bench.sampleid_eval MANIFEST out.jsonl [--splits test,open]
 
-Rows of ``out.jsonl`` are matched to manifest rows by song path (relative to the manifest's folder, or as
-given). For the known split(s) (default ``test``) it prints top-1 accuracy and, among correct songs, the
+Rows of ``out.jsonl`` (or a ``--format json`` array) are matched to manifest rows by the song's resolved
+path. A relative ``path`` in the results is tried against the current folder, the results file's folder and
+the manifest's folder, so results written from any folder (``cd data/demo && ast-serve identify songs/...``)
+match, and this runs from any folder (``python -m bench.sampleid_eval``; the package is installed with the
+project). For the known split(s) (default ``test``) it prints top-1 accuracy and, among correct songs, the
 share whose predicted span overlaps ``start_s``..``end_s``. When an ``open`` split is present (songs sampling
 records the model never saw), it prints, per threshold, the share of known songs still correctly identified
 at or above it and the share of open songs rejected below it; an ideal model keeps both at 1.
@@ -12,7 +15,6 @@ at or above it and the share of open songs rejected below it; an ideal model kee
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+
+from serving.contract import read_manifest_rows, song_path, split_name
 
 THRESHOLDS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -46,13 +50,32 @@ class Scored:
 
 
 def _manifest_rows(manifest: Path, splits: set[str]) -> dict[str, dict[str, str]]:
-    """Resolved song path -> manifest row, for the wanted splits."""
+    """Resolved song path -> manifest row (split as the contract compares it), for the wanted splits."""
     rows = {}
-    with open(manifest, newline="", encoding="utf-8-sig") as fh:
-        for row in csv.DictReader(fh):
-            if row.get("split", "") in splits:
-                rows[os.path.normpath(manifest.parent / row["song"])] = row
+    _, raw = read_manifest_rows(manifest)
+    for row in raw:
+        split = split_name(row.get("split"))
+        if split in splits:
+            rows[str(song_path(manifest, row["song"]))] = {**row, "split": split}
     return rows
+
+
+def _row_of(path: str, rows: dict[str, dict[str, str]], folders: list[Path]) -> dict[str, str] | None:
+    """The manifest row of a result's ``path``: as given when absolute, else under each of ``folders``."""
+    candidates = [Path(path)] if os.path.isabs(path) else [folder / path for folder in folders]
+    for candidate in candidates:
+        row = rows.get(str(candidate.resolve()))
+        if row is not None:
+            return row
+    return None
+
+
+def _results(results: Path) -> list[dict]:
+    """The objects of a jsonl file or of one JSON array (``--format json``)."""
+    text = results.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def _span(row: dict[str, str]) -> tuple[float, float] | None:
@@ -63,10 +86,10 @@ def _span(row: dict[str, str]) -> tuple[float, float] | None:
 def load_scored(manifest: Path, results: Path, known: set[str]) -> list[Scored]:
     """Join serving results with the manifest (songs absent from the manifest are ignored)."""
     rows = _manifest_rows(manifest, known | {"open"})
+    folders = [Path.cwd(), results.resolve().parent, manifest.resolve().parent]
     out = []
-    for line in results.read_text(encoding="utf-8").splitlines():
-        res = json.loads(line)
-        row = rows.get(os.path.normpath(res["path"])) or rows.get(os.path.normpath(Path.cwd() / res["path"]))
+    for res in _results(results):
+        row = _row_of(res["path"], rows, folders)
         if row is None or res.get("error"):
             continue
         best = (res.get("matches") or [None])[0]

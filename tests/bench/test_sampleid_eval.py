@@ -48,3 +48,19 @@ def test_cli_refuses_results_for_other_songs(tmp_path: Path) -> None:
     other.write_text(json.dumps({"path": "/nowhere.flac", "matches": [], "error": None}) + "\n")
     result = CliRunner().invoke(main, [str(manifest), str(other)])
     assert result.exit_code != 0 and "no row" in result.output + str(result.exception)
+
+
+def test_relative_paths_written_inside_the_data_folder_match_from_anywhere(tmp_path: Path, monkeypatch) -> None:
+    data = tmp_path / "data" / "demo"
+    data.mkdir(parents=True)
+    manifest, _ = _write(data)
+    rows = [{"path": "songs/a.flac", "matches": [{"sample": "r1", "score": 0.9, "start_s": 12.0, "end_s": 14.0}],
+             "error": None}]  # as `cd data/demo && ast-serve identify songs/a.flac` writes it
+    (data / "out.json").write_text(json.dumps(rows))  # --format json: one array
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(main, [str(Path("..") / "data" / "demo" / "manifest.csv"),
+                                       str(data / "out.json")])
+    assert result.exit_code == 0, result.output
+    assert "known songs: 1  top-1: 1.0000" in result.output
