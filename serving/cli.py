@@ -192,7 +192,8 @@ def _plot(result: Any, plot_dir: str) -> None:
     from serving.plot import plot_song
 
     try:
-        plot_song(result, plot_dir)
+        written = plot_song(result, plot_dir)
+        result.plot = None if written is None else str(written)  # the PNG's path in the JSON (`plot`)
     except (OSError, ValueError, RuntimeError) as err:  # a plot problem must not cost the answer
         logger.warning("%s: plot failed (%s)", result.path, str(err).splitlines()[0] if str(err) else err)
 

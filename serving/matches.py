@@ -84,9 +84,11 @@ class SongResult:
     matches: list[Match] = field(default_factory=list)
     error: str | None = None
     timeline: Timeline | None = None
+    plot: str | None = None  # the PNG written by --plot
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with the DESIGN.md fields (``timeline`` only when requested)."""
+        """JSON-ready dict: ``path``, ``duration_s``, ``matches``, ``error``; ``timeline`` and ``plot`` when
+        requested."""
         duration = None if self.duration_s is None else round_time(self.duration_s)
         out = {"path": self.path, "duration_s": duration,
                "matches": [m.to_dict() for m in self.matches], "error": self.error}
@@ -95,6 +97,8 @@ class SongResult:
             out["timeline"] = {"window_s": round_time(tl.window_s), "start_s": [round_time(t) for t in tl.start_s],
                                "samples": list(tl.samples),
                                "scores": [[round_score(v) for v in row] for row in tl.scores]}
+        if self.plot is not None:
+            out["plot"] = self.plot
         return out
 
 
