@@ -119,27 +119,43 @@ def write_metrics(path: Path, epochs: list[dict[str, Any]], test: tuple[float | 
     return data
 
 
-def plot_curves(path: Path, epochs: list[dict[str, Any]]) -> None:
-    """Save train loss (left axis) and val top-1/top-5 (right axis) per epoch as a PNG."""
+def plot_curves(path: Path, epochs: list[dict[str, Any]], *, best_epoch: int | None = None,
+                test: tuple[float | None, float | None] = (None, None), title: str = "ast-train") -> None:
+    """Save train loss (left axis) and val top-1/top-5 (right axis) per epoch as a PNG.
+
+    Args:
+        path: the PNG.
+        epochs: the metrics rows (``epoch``, ``train_loss``, ``val_top1``, ``val_top5``).
+        best_epoch: the epoch whose weights were kept (a vertical line).
+        test: the kept weights' test top-1/top-5 (horizontal lines, in the legend with their values).
+        title: e.g. the preset and the catalogue.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # headless; must precede pyplot
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     xs = [e["epoch"] for e in epochs]
     fig, ax_loss = plt.subplots(figsize=(7, 4), dpi=100)
     ax_loss.plot(xs, [e["train_loss"] for e in epochs], "o-", color="tab:red", label="train loss")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("train loss")
+    ax_loss.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_acc = ax_loss.twinx()
     for key, style in (("val_top1", "s-"), ("val_top5", "^--")):
         ys = [np.nan if e[key] is None else e[key] for e in epochs]
         ax_acc.plot(xs, ys, style, label=key.replace("_", " "))
+    for value, name, style in ((test[0], "test top1", ":"), (test[1], "test top5", "-.")):
+        if value is not None:
+            ax_acc.axhline(value, color="tab:green", linestyle=style, lw=1, label=f"{name} {value:.3f}")
+    if best_epoch:
+        ax_loss.axvline(best_epoch, color="0.4", linestyle="--", lw=1, label=f"kept: epoch {best_epoch}")
     ax_acc.set_ylabel("song-level accuracy")
     ax_acc.set_ylim(0.0, 1.02)
     lines = ax_loss.get_lines() + ax_acc.get_lines()
-    ax_loss.legend(lines, [ln.get_label() for ln in lines], loc="center right")
-    ax_loss.set_title("ast-train")
+    ax_loss.legend(lines, [ln.get_label() for ln in lines], loc="center right", fontsize=7)
+    ax_loss.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -229,7 +229,9 @@ def _finish(req: TrainRequest, trainer: Trainer, spec: ModelSpec, manifest: Mani
     with writing(req.out_dir):
         save_weights(req.out_dir / WEIGHTS_NAME, weights_file(spec, trainer.model.ast.state_dict(), train_info))
         write_metrics(req.out_dir / METRICS_NAME, st.history, test_metrics, extra)
-        plot_curves(req.out_dir / CURVES_NAME, st.history)
+        plot_curves(req.out_dir / CURVES_NAME, st.history, best_epoch=st.best_epoch, test=test_metrics,
+                    title=f"ast-train {cfg.preset}: {Path(req.manifest).parent.name or req.manifest} "
+                          f"({len(manifest.labels)} labels)")
     logger.info("test top1 %s top5 %s (best epoch %d, %.1fs); wrote %s", test_metrics[0], test_metrics[1],
                 st.best_epoch, st.elapsed_s, req.out_dir / WEIGHTS_NAME)
     return metrics

@@ -77,3 +77,4 @@ def test_beds_are_fixed_and_cover_drums_noise_and_silence() -> None:
     rate = 16000
     clips = null_clips([np.zeros(20 * rate, np.float32)], [[(5.0, 15.0)]], 4 * rate, rate)
     assert len(clips) == len(a) + 2 and len(clips[-1]) == 12 * rate  # two song stretches, then the 12 s beds
+
