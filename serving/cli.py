@@ -43,7 +43,8 @@ def default_model() -> str:
 
 def _model_options(func: Callable) -> Callable:
     options = [
-        click.option("--model", "model", type=click.Path(dir_okay=False), default=None, help=MODEL_HELP),
+        # A folder is not refused here: the session names what it is and the model inside (serving.filekind).
+        click.option("--model", "model", type=click.Path(), default=None, help=MODEL_HELP),
         click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                      help="auto: CUDA when it works, else CPU (one log line says which)."),
         click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,

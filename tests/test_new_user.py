@@ -116,3 +116,15 @@ def test_text_and_audio_are_not_models(tmp_path: Path) -> None:
     sf.write(tmp_path / "a.flac", np.zeros(1600, dtype=np.float32), 16000)
     assert detect_kind(tmp_path / "manifest.csv").name == "unknown"
     assert {detect_kind(tmp_path / n).name for n in ("a.wav", "a.flac")} == {"audio"}
+
+
+@pytest.mark.parametrize("key, words", [
+    ("run", "is a training run folder; the weights are"), ("plain", "is a folder"),
+    ("checkpoint", "is a training checkpoint"), ("ts", "`ast-serve` takes the .onnx export"),
+])
+def test_other_kinds_as_model(files: dict[str, Path], key: str, words: str, tmp_path: Path) -> None:
+    song = tmp_path / "s.wav"
+    song.write_bytes(b"RIFF")
+    code, out = _invoke(serve_main, ["identify", "--model", str(files[key]), str(song)])
+    assert code == 2 and words in out, out
+    assert len([line for line in out.splitlines() if line.strip()]) == 1  # one line, no provider line before it
