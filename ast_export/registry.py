@@ -15,6 +15,7 @@ from typing import Any
 from ast_export.artifact import ArtifactFormat
 from ast_export.errors import ArtifactError
 from ast_export.metadata import parse
+from serving.contract import kind_mismatch
 
 FORMAT_MODULES = (
     "ast_export.onnx_export",
@@ -49,6 +50,9 @@ def format_for_path(path: str | Path) -> ArtifactFormat:
         if suffix in (s.lower() for s in fmt.suffixes):
             return fmt
     known = ", ".join(s for fmt in FORMATS.values() for s in fmt.suffixes)
+    wrong_kind = kind_mismatch(path, ("onnx", "torchscript", "pt2", "unknown"))
+    if wrong_kind:  # a weights file or checkpoint given as the artifact: say what it is and what takes it
+        raise ArtifactError(wrong_kind)
     raise ArtifactError(f"{path}: unknown artifact suffix {suffix!r}; expected one of {known}")
 
 

@@ -128,3 +128,13 @@ def test_other_kinds_as_model(files: dict[str, Path], key: str, words: str, tmp_
     code, out = _invoke(serve_main, ["identify", "--model", str(files[key]), str(song)])
     assert code == 2 and words in out, out
     assert len([line for line in out.splitlines() if line.strip()]) == 1  # one line, no provider line before it
+
+
+def test_wrong_kinds_for_verify_and_import(files: dict[str, Path], tmp_path: Path) -> None:
+    from tests.export.conftest import random_weights
+
+    real = random_weights(tmp_path / "modelo_audio.pth")
+    code, out = _invoke(export_main, ["verify", str(real), "--weights", str(real)])
+    assert code != 0 and "is an ast-sampleid weights file: give it to `ast-export onnx --weights`" in out
+    code, out = _invoke(export_main, ["import", "ast", str(files["onnx"]), "--out", str(files["plain"] / "x.pth")])
+    assert code != 0 and "is an exported ONNX model" in out

@@ -13,7 +13,7 @@ import torch
 
 from ast_export.errors import CheckpointImportError
 from models import AUDIOSET_MEAN, AUDIOSET_STD
-from serving.contract import one_line
+from serving.contract import kind_mismatch, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,11 @@ def unique_labels(names: list[str]) -> list[str]:
 
 
 def torch_load_dict(path: Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` of a dict, with one-line errors."""
+    """``torch.load(weights_only=True)`` of a dict, with one-line errors (an export, a checkpoint or a weights
+    file of ours is named as such, with the command that takes it)."""
+    wrong_kind = kind_mismatch(path, ("official_ast", "torch_pickle", "hf_folder"))
+    if wrong_kind:
+        raise CheckpointImportError(wrong_kind)
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one error for the user
