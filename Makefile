@@ -46,7 +46,7 @@ lint: install
 	$(BIN)/ruff check models training ast_export serving tests bench
 
 bench: install
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.speed.run
 
 clean:
 	rm -rf $(VENV) runs data .pytest_cache

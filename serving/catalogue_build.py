@@ -47,7 +47,7 @@ from serving.catalogue_format import (
     write_lock,
     write_meta,
 )
-from serving.contract import AudioError, load_audio, one_line, show_progress
+from serving.contract import INDEX_SCALES, AudioError, load_audio, one_line, show_progress
 from serving.embedding import DEFAULT_BATCH, embed_wave
 from serving.retrieval import Retriever
 from serving.session import ModelSession
@@ -55,8 +55,7 @@ from serving.vectors import FaissStore
 
 logger = logging.getLogger(__name__)
 
-SCALE_STEP = 1.12
-DEFAULT_SCALES = tuple(round(SCALE_STEP ** k, 3) for k in range(-2, 3))  # 0.797 0.893 1.0 1.12 1.254
+DEFAULT_SCALES = INDEX_SCALES  # the contract's: training anchors its fingerprint pairs on the same grid
 MAX_INDEX_HOP_S = 0.5
 RESAMPLE_QUALITY = "HQ"
 

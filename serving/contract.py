@@ -39,7 +39,7 @@ from serving.filekind import FileKind, describe_file, detect_kind, kind_mismatch
 from serving.progress import show_progress  # noqa: F401 - re-exported
 
 __all__ = [
-    "MANIFEST_OPTIONAL", "MANIFEST_REQUIRED", "SCORE_DECIMALS", "TIME_DECIMALS", "warn_repairs",
+    "INDEX_SCALES", "MANIFEST_OPTIONAL", "MANIFEST_REQUIRED", "SCORE_DECIMALS", "TIME_DECIMALS", "warn_repairs",
     "AudioError", "DecodeStats", "FORMAT_VERSION", "INPUT_NAME", "METADATA_KEY", "ModelError", "ModelMetadata",
     "OUTPUT_NAMES", "atomic_write", "default_hop", "load_audio", "log_to_stderr", "one_line", "parse_metadata",
     "SPLITS", "read_manifest_rows", "remove_stale_temps", "song_path", "split_name", "round_score", "round_time", "song_scores", "song_windows", "stream_audio",
@@ -136,6 +136,14 @@ def read_manifest_rows(manifest: str | os.PathLike) -> tuple[list[str], list[dic
         header = [name.strip() for name in reader.fieldnames or []]
         reader.fieldnames = header  # column names are compared stripped, by every reader
         return header, list(reader)
+
+
+# ----------------------------------------------------------------------------------------- time-scales
+# The speeds at which the catalogue indexes every record (a record "played" x0.797 ... x1.254), so a sample
+# sped up or slowed down by x0.75-1.35 lands within half a step of an indexed scale. Training anchors its
+# fingerprint pairs on the same grid, so the residual speed it learns to ignore is the one retrieval meets.
+SCALE_STEP = 1.12
+INDEX_SCALES = tuple(round(SCALE_STEP ** k, 3) for k in range(-2, 3))  # 0.797 0.893 1.0 1.12 1.254
 
 
 # ----------------------------------------------------------------------------------------- windows

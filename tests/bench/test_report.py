@@ -1,10 +1,10 @@
-"""bench/report.py markdown: every table row has as many cells as the header (pipes in cells escaped)."""
+"""bench/speed/report.py markdown: every table row has as many cells as the header (pipes in cells escaped)."""
 
 from __future__ import annotations
 
 import re
 
-from bench.report import Report, VariantRow, markdown
+from bench.speed.report import Report, VariantRow, markdown
 
 UNESCAPED_PIPE = re.compile(r"(?<!\\)\|")
 

@@ -1,4 +1,4 @@
-"""bench.sampleid_eval: joins serving output with the manifest; top-1, span overlap, open-set rejection."""
+"""bench.accuracy.sampleid_eval: joins serving output with the manifest; top-1, span overlap, open-set rejection."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from bench.sampleid_eval import load_scored, main, report
+from bench.accuracy.sampleid_eval import load_scored, main, report
 
 
 def _write(tmp_path: Path) -> tuple[Path, Path]:

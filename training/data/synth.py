@@ -1,7 +1,7 @@
 """The project's one music synthesiser (numpy): boom-bap drums, bass lines, instrument patches, short clips.
 
 Used by :mod:`training.data.demo_data` (records and songs), by :mod:`training.data.dataset` (accompaniment beds
-for record cuts) and by ``bench.synth`` (music-like clips for speed runs and top-1 agreement:
+for record cuts) and by ``bench.speed.synth`` (music-like clips for speed runs and top-1 agreement:
 :func:`music_clip`). Every random draw comes from the numpy ``Generator`` passed in, so output is deterministic.
 """
 

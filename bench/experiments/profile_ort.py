@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from bench.ort_runners import INPUT, OUTPUTS, OrtOptions, make_session
+from bench.speed.ort_runners import INPUT, OUTPUTS, OrtOptions, make_session
 
 log = logging.getLogger(__name__)
 

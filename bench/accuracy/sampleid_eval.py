@@ -1,12 +1,12 @@
 """Score `ast-serve identify` output against a manifest: top-1, span overlap, and open-set rejection.
 
     ast-serve identify --format jsonl SONGS... > out.jsonl
-    .venv/bin/python -m bench.sampleid_eval MANIFEST out.jsonl [--splits test,open]
+    .venv/bin/python -m bench.accuracy.sampleid_eval MANIFEST out.jsonl [--splits test,open]
 
 Rows of ``out.jsonl`` (or a ``--format json`` array) are matched to manifest rows by the song's resolved
 path. A relative ``path`` in the results is tried against the current folder, the results file's folder and
 the manifest's folder, so results written from any folder (``cd data/demo && ast-serve identify songs/...``)
-match, and this runs from any folder (``python -m bench.sampleid_eval``; the package is installed with the
+match, and this runs from any folder (``python -m bench.accuracy.sampleid_eval``; the package is installed with the
 project). For the known split(s) (default ``test``) it prints top-1 accuracy and, among correct songs, the
 share whose predicted span overlaps ``start_s``..``end_s``. When an ``open`` split is present (songs sampling
 records the model never saw), it prints, per threshold, the share of known songs still correctly identified

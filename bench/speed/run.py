@@ -1,6 +1,6 @@
 """`make bench`: speed of every variant of the base and tiny configs, side by side with the HF peer, in one run.
 
-    .venv/bin/python -m bench.run [--configs base,tiny] [--device auto|cpu|cuda] [--batches 1,8,32]
+    .venv/bin/python -m bench.speed.run [--configs base,tiny] [--device auto|cpu|cuda] [--batches 1,8,32]
                                   [--iters N] [--quick] [--no-experiments]
 
 Writes bench/results/<date>-<device>.{json,md,png}; the markdown table is also printed to stdout, logs go to
@@ -21,20 +21,20 @@ import click
 import numpy as np
 import torch
 
-from bench import env as bench_env
-from bench.artifacts import BenchModel, prepare
-from bench.exports import build_artifacts
-from bench.ort_runners import cuda_available
-from bench.peer import PEER_NAME
-from bench.report import Report, VariantRow, markdown, write_chart, write_json
-from bench.summary import experiments_markdown, goals_markdown
-from bench.synth import music_clips
-from bench.timing import TimingPlan, Unavailable, embedding_error, measure, split, top1_agreement
-from bench.variants import Variant, cpu_variants, gpu_variants
+from bench.speed import env as bench_env
+from bench.speed.artifacts import BenchModel, prepare
+from bench.speed.exports import build_artifacts
+from bench.speed.ort_runners import cuda_available
+from bench.speed.peer import PEER_NAME
+from bench.speed.report import Report, VariantRow, markdown, write_chart, write_json
+from bench.speed.summary import experiments_markdown, goals_markdown
+from bench.speed.synth import music_clips
+from bench.speed.timing import TimingPlan, Unavailable, embedding_error, measure, split, top1_agreement
+from bench.speed.variants import Variant, cpu_variants, gpu_variants
 
-log = logging.getLogger("bench.run")
+log = logging.getLogger("bench.speed.run")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "bench" / ".cache"
 RESULTS = ROOT / "bench" / "results"
 POOL_SEED = 1  # bench clips; the head calibration uses another seed
@@ -127,7 +127,7 @@ def _plan(config: str, batches: list[int], iters: int, quick: bool, budget_s: fl
 
 
 def _goal_summary(report: Report) -> dict:
-    from bench.goals import summarise_goals
+    from bench.speed.goals import summarise_goals
 
     return summarise_goals(report)
 
@@ -179,7 +179,7 @@ def main(configs: str, device: str, batches: str, iters: int, threads: int, budg
     report = Report(date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), device=env["device"],
                     env=env, settings=settings, rows=rows, peer_name=PEER_NAME, sections=sections)
     if experiments:
-        from bench.experiments import run_experiments
+        from bench.experiments.experiments import run_experiments
 
         sections["experiments"] = run_experiments(models, threads, quick)
     sections["goals"] = _goal_summary(report)

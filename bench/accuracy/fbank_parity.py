@@ -3,7 +3,7 @@
 Prints one row per dtype with the worst max-abs and mean-abs difference over every test signal and length,
 against the DESIGN.md §3 tolerances.
 
-    .venv/bin/python -m bench.fbank_parity
+    .venv/bin/python -m bench.accuracy.fbank_parity
 
 Product and bench code never import ``tests``: the signals, lengths and bars are restated here (the same ones
 ``tests/models/test_fbank.py`` and ``tests/tolerances.py`` use; a drift there does not change these figures'

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import onnx
 
-from bench.profile_ort import frontend_nodes
+from bench.experiments.profile_ort import frontend_nodes
 
 log = logging.getLogger(__name__)
 

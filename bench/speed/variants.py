@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench import openvino_runners as ovr
-from bench import torch_runners as tr
-from bench.artifacts import BenchModel
-from bench.ort_runners import OrtOptions, build_runner
-from bench.peer import PEER_BF16_NAME, PEER_NAME, build_peer
-from bench.timing import Runner
+from bench.speed import openvino_runners as ovr
+from bench.speed import torch_runners as tr
+from bench.speed.artifacts import BenchModel
+from bench.speed.ort_runners import OrtOptions, build_runner
+from bench.speed.peer import PEER_BF16_NAME, PEER_NAME, build_peer
+from bench.speed.timing import Runner
 
 EAGER_FP32 = "ours: torch eager fp32"
 TS_WARMUP = 3

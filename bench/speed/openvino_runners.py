@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.timing import Runner, Unavailable
+from bench.speed.timing import Runner, Unavailable
 
 
 def build_runner(path: Path | None, precision: str, threads: int) -> Runner:

@@ -1,6 +1,6 @@
 """The retrieval benchmark, end to end from full records (the full-records protocol): one table of the bars.
 
-    .venv/bin/python -m bench.retrieval_eval BENCH_DIR --out runs/retrieval [--weights W] [--filler CSV]
+    .venv/bin/python -m bench.accuracy.retrieval_eval BENCH_DIR --out runs/retrieval [--weights W] [--filler CSV]
 
 ``BENCH_DIR`` is a folder built by the real-music benchmark builder (``manifest.csv``, ``records.csv``,
 ``open_records.csv``, ``meta.json``). Steps, each a real command whose wall time is reported:
@@ -36,7 +36,7 @@ from pathlib import Path
 import click
 import soundfile as sf
 
-logger = logging.getLogger("bench.retrieval_eval")
+logger = logging.getLogger("bench.accuracy.retrieval_eval")
 
 BIN = Path(sys.executable).parent
 SPLITS = ("test", "open")

@@ -1,6 +1,6 @@
 """ORT thread spinning and OpenVINO pinning, quiet and with a competing busy process on one core (issue 14).
 
-    .venv/bin/python -m bench.spinning --model runs/tiny/model.onnx [--seconds 2] [--reps 3] [--batches 1,8]
+    .venv/bin/python -m bench.speed.spinning --model runs/tiny/model.onnx [--seconds 2] [--reps 3] [--batches 1,8]
 
 ORT's intra-op threads busy-wait between ops by default (``session.intra_op.allow_spinning=1``); OpenVINO pins
 its threads to cores under the latency hint. On a 2-core machine shared with other work both can hurt. Each
@@ -27,10 +27,10 @@ from typing import Any
 import click
 import numpy as np
 
-from bench.env import load_average
-from bench.synth import music_clips
+from bench.speed.env import load_average
+from bench.speed.synth import music_clips
 
-log = logging.getLogger("bench.spinning")
+log = logging.getLogger("bench.speed.spinning")
 
 BUSY_CODE = "while True: pass"
 BUSY_CORE = "0"

@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from bench import torch_runners as tr
-from bench.artifacts import BenchModel
-from bench.graph_tools import quantize_int8
-from bench.ort_runners import OrtOptions, count_ops, make_session, runner
-from bench.profile_ort import profile
-from bench.serve_bench import run_serve_bench
-from bench.synth import music_clips
-from bench.timing import Runner, Unavailable, top1_agreement
+from bench.experiments.profile_ort import profile
+from bench.speed import torch_runners as tr
+from bench.speed.artifacts import BenchModel
+from bench.speed.graph_tools import quantize_int8
+from bench.speed.ort_runners import OrtOptions, count_ops, make_session, runner
+from bench.speed.serve_bench import run_serve_bench
+from bench.speed.synth import music_clips
+from bench.speed.timing import Runner, Unavailable, top1_agreement
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def _guard(name: str, fn, *args) -> Any:
 
 def run_experiments(models: dict[str, BenchModel], threads: int, quick: bool) -> dict[str, Any]:
     """Everything above, on base (profile, threads) and tiny (cheap sweeps, ast-serve)."""
-    from bench.roofline import gemm_rates
+    from bench.experiments.roofline import gemm_rates
 
     out: dict[str, Any] = {"gemm_roofline": _guard("gemm roofline", gemm_rates, threads)}
     calls = 1 if quick else 2

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.artifacts import BenchModel
-from bench.ort_runners import count_ops
+from bench.speed.artifacts import BenchModel
+from bench.speed.ort_runners import count_ops
 
 log = logging.getLogger(__name__)
 
@@ -105,26 +105,26 @@ def _variant(precision: str, local: Callable[[BenchModel, Path], str]) -> Callab
 
 
 def _local_optimized(bm: BenchModel, out: Path) -> str:
-    from bench.graph_tools import optimize_transformer
+    from bench.speed.graph_tools import optimize_transformer
 
     return "bench-local: " + optimize_transformer(_need(bm, "onnx"), out, bm.ast_cfg)
 
 
 def _local_int8(bm: BenchModel, out: Path) -> str:
-    from bench.graph_tools import quantize_int8
+    from bench.speed.graph_tools import quantize_int8
 
     return "bench-local: " + quantize_int8(_need(bm, "onnx"), out, per_channel=True, keep_frontend=True)
 
 
 def _int8_fused(bm: BenchModel, out: Path) -> str:
-    from bench.graph_tools import quantize_int8
+    from bench.speed.graph_tools import quantize_int8
 
     src = bm.artifacts.get("onnx_optimized") or _need(bm, "onnx")
     return f"bench-local from {src.name}: " + quantize_int8(src, out, per_channel=True, keep_frontend=True)
 
 
 def _local_fp16(bm: BenchModel, out: Path) -> str:
-    from bench.graph_tools import to_fp16
+    from bench.speed.graph_tools import to_fp16
 
     return "bench-local: " + to_fp16(bm.artifacts.get("onnx_optimized") or _need(bm, "onnx"), out)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.report import Report, VariantRow
+from bench.speed.report import Report, VariantRow
 
 BASE_FP32_GOAL = 2.0  # best fp32 ORT variant vs peer
 LOW_PRECISION_GOAL = 4.0  # int8 or bf16 vs peer

@@ -1,4 +1,4 @@
-"""A/B of frontend formulations in ONNX Runtime (bench/NOTES.md #16): run ``python -m bench.frontend_ab``.
+"""A/B of frontend formulations in ONNX Runtime (bench/NOTES.md #16): run ``python -m bench.experiments.frontend_ab``.
 
 * ``steps``: the Kaldi steps one by one (DC removal, pre-emphasis, then a window x DFT matmul), as the frontend
   was before the fold;

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bench.timing import Runner, Unavailable
+from bench.speed.timing import Runner, Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.synth import SAMPLE_RATE
-from bench.timing import Runner, Unavailable
+from bench.speed.synth import SAMPLE_RATE
+from bench.speed.timing import Runner, Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.synth import music_clips
+from bench.speed.synth import music_clips
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def build_model(config: str, seed: int = 0) -> tuple[torch.nn.Module, object]:
 def source_digest(*packages: str) -> str:
     """Hash of the given packages' sources: cached artifacts are rebuilt when an exporter changes."""
     digest = hashlib.sha256()
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for package in packages:
         for path in sorted((root / package).rglob("*.py")):
             digest.update(path.read_bytes())
@@ -113,7 +113,7 @@ def source_digest(*packages: str) -> str:
 
 def prepare(config: str, cache: Path, seed: int = 0) -> BenchModel:
     """Model + weights file in ``cache/<config>-s<seed>-<digest>/`` (reused when present, so cached
-    artifacts always match the eager model); artifacts are added by :mod:`bench.exports`."""
+    artifacts always match the eager model); artifacts are added by :mod:`bench.speed.exports`."""
     from models import weights as mw
     from models.config import window_samples
 

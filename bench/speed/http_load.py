@@ -1,13 +1,13 @@
 """Load test ``ast-serve http``: requests/s, audio s per wall s, latency percentiles and batch size per concurrency.
 
-    .venv/bin/python -m bench.http_load --model M.onnx --songs DIR_OR_FILE [--songs ...] [--concurrency 1,8,32]
+    .venv/bin/python -m bench.speed.http_load --model M.onnx --songs DIR_OR_FILE [--songs ...] [--concurrency 1,8,32]
 
 It first times ``ast-serve identify``'s pipeline in-process over the same files (the baseline, model already
 loaded, so neither side pays start-up), then starts ``ast-serve http`` as a subprocess on a free loopback
 port, waits for ``/readyz``, and for each concurrency level posts every song ``--rounds`` times with httpx
 async clients. Mean batch size (windows per ONNX Runtime run) and requests per run come from ``/metrics``
-deltas. Without ``--model`` it builds the tests' fake model (needs ``onnx``), which measures the service's
-overhead rather than the network's cost. ``--json FILE`` writes the figures.
+deltas. ``--model`` is an exported model (e.g. ``make export``'s ``runs/demo/modelo_audio.onnx``).
+``--json FILE`` writes the figures.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import re
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,9 @@ import click
 import httpx
 import numpy as np
 
-log = logging.getLogger("bench.http_load")
+log = logging.getLogger("bench.speed.http_load")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3", ".aiff", ".opus")
 READY_TIMEOUT_S = 120.0
 REQUEST_TIMEOUT_S = 600.0
@@ -124,13 +123,6 @@ def level(url: str, bodies: list[bytes], concurrency: int) -> dict[str, Any]:
             "requests_per_run": (after["ast_batch_requests_sum"] - before["ast_batch_requests_sum"]) / runs if runs else 0.0}
 
 
-def fake_model(folder: Path) -> Path:
-    sys.path.insert(0, str(ROOT))
-    from tests.serving.fake_model import build_model
-
-    return build_model(folder / "fake.onnx")
-
-
 def table(base: dict[str, float], rows: list[dict[str, Any]]) -> str:
     lines = [f"ast-serve identify (in-process): {base['songs']} songs, {base['audio_s_per_s']:.1f} audio s/s, "
              f"{base['songs_per_s']:.2f} songs/s",
@@ -144,8 +136,8 @@ def table(base: dict[str, float], rows: list[dict[str, Any]]) -> str:
 
 
 @click.command()
-@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Exported .onnx model. Default: the tests' fake model (service overhead only).")
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Exported .onnx model, e.g. runs/demo/modelo_audio.onnx.")
 @click.option("--songs", multiple=True, required=True, help="Audio files or folders (searched recursively).")
 @click.option("--limit", type=int, default=32, show_default=True, help="Use at most this many songs (0 = all).")
 @click.option("--concurrency", default="1,8,32", show_default=True, help="Comma-separated in-flight levels.")
@@ -166,20 +158,18 @@ def main(model: Path | None, songs: tuple[str, ...], limit: int, concurrency: st
     files = song_files(songs, limit)
     if not files:
         raise SystemExit("no audio files found under --songs")
-    with tempfile.TemporaryDirectory() as tmp:
-        model = model or fake_model(Path(tmp))
-        base = baseline(model, files, device, threads, max_batch, backend, precision)
-        bodies = [f.read_bytes() for f in files] * rounds
-        port = _free_port()
-        server = start_server(model, port, ["--device", device, "--backend", backend, "--precision", precision,
-                                            "--threads", str(threads), "--max-batch",
-                                            str(max_batch), "--max-delay-ms", str(max_delay_ms),
-                                            "--max-queue", "1024", "--timeout-s", str(REQUEST_TIMEOUT_S)])
-        try:
-            rows = [level(f"http://127.0.0.1:{port}", bodies, int(c)) for c in concurrency.split(",")]
-        finally:
-            server.terminate()
-            server.wait(60)
+    base = baseline(model, files, device, threads, max_batch, backend, precision)
+    bodies = [f.read_bytes() for f in files] * rounds
+    port = _free_port()
+    server = start_server(model, port, ["--device", device, "--backend", backend, "--precision", precision,
+                                        "--threads", str(threads), "--max-batch",
+                                        str(max_batch), "--max-delay-ms", str(max_delay_ms),
+                                        "--max-queue", "1024", "--timeout-s", str(REQUEST_TIMEOUT_S)])
+    try:
+        rows = [level(f"http://127.0.0.1:{port}", bodies, int(c)) for c in concurrency.split(",")]
+    finally:
+        server.terminate()
+        server.wait(60)
     for row in rows:
         row["ratio_to_cli"] = row["audio_s_per_s"] / base["audio_s_per_s"]
     click.echo(table(base, rows))
