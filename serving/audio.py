@@ -88,15 +88,21 @@ def _os_reason(err: OSError) -> str:
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    from serving.contract import one_line  # the one one-line rule; lazy: the contract re-exports this module
+
+    return one_line(err)
 
 
 def open_audio(path: str | os.PathLike) -> sf.SoundFile:
     """Open ``path`` with libsndfile, turning every failure into :class:`AudioError`."""
     check_readable(path)
+    return _open_sound(os.fsencode(path))  # bytes: soundfile cannot encode non-UTF-8 str names
+
+
+def _open_sound(source: bytes | io.BytesIO) -> sf.SoundFile:
+    """libsndfile's open of a path or an in-memory file, every failure an :class:`AudioError`."""
     try:
-        snd = sf.SoundFile(os.fsencode(path))  # bytes: soundfile cannot encode non-UTF-8 str names
+        snd = sf.SoundFile(source)
     except sf.LibsndfileError as err:
         raise AudioError(f"not a readable audio file ({_libsndfile_reason(err)})") from err
     except (OSError, RuntimeError, ValueError, TypeError) as err:
@@ -144,16 +150,7 @@ def open_audio_buffer(data: bytes) -> sf.SoundFile:
     """
     if not data:
         raise AudioError("empty file")
-    try:
-        snd = sf.SoundFile(io.BytesIO(data))
-    except sf.LibsndfileError as err:
-        raise AudioError(f"not a readable audio file ({_libsndfile_reason(err)})") from err
-    except (OSError, RuntimeError, ValueError, TypeError) as err:
-        raise AudioError(f"not a readable audio file ({_first_line(err)})") from err
-    if snd.samplerate <= 0 or snd.channels <= 0:
-        snd.close()
-        raise AudioError(f"invalid header (rate {snd.samplerate}, {snd.channels} channels)")
-    return snd
+    return _open_sound(io.BytesIO(data))
 
 
 def stream_sound(
