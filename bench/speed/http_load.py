@@ -66,7 +66,7 @@ def _free_port() -> int:
 
 
 def start_server(model: Path, port: int, args: list[str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "serving.cli", "-q", "http", "--model", str(model), "--port", str(port), *args]
+    cmd = [sys.executable, "-m", "serving.cli", "-q", "http", "--model", str(model.resolve()), "--port", str(port), *args]
     log.info("starting: %s", " ".join(cmd))
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + READY_TIMEOUT_S
