@@ -20,7 +20,7 @@ from ast_export.options import ExportOptions
 from ast_export.runners import Runner
 from ast_export.source import Source
 from ast_export.spec import FP32, Tolerance
-from serving.contract import METADATA_KEY
+from serving.contract import METADATA_KEY, one_line
 
 
 @dataclass
@@ -117,3 +117,21 @@ class ExtraFilesArtifact:
 def write_extra_file_metadata(artifact: ExtraFilesArtifact, text: str) -> None:
     """The metadata writer of extra-file formats: ``text`` under ``serving.contract.METADATA_KEY``."""
     artifact.extra_files[METADATA_KEY] = text
+
+
+def read_extra_file_metadata(path: Path, load: Callable[[str, dict[str, str]], Any], kind: str) -> str | None:
+    """The metadata text of an extra-file format: ``load(path, extra)`` fills ``extra`` (TorchScript, ``.pt2``)."""
+    extra = {METADATA_KEY: ""}
+    try:
+        load(str(path), extra)
+    except Exception as err:  # torch raises RuntimeError / ValueError / zip errors of several kinds
+        raise ArtifactError(f"{path}: not a readable {kind} file ({one_line(err)})") from err
+    return extra[METADATA_KEY] or None
+
+
+def single_runner(path: Path, make: Callable[[Path], Runner], kind: str) -> tuple[list[Runner], list[str]]:
+    """The one runner of a torch format (its threads are torch's global setting, left alone)."""
+    try:
+        return [make(path)], []
+    except Exception as err:  # torch raises RuntimeError / zip / pickle errors
+        raise ArtifactError(f"{path}: cannot load it as {kind} ({one_line(err)})") from err

@@ -8,13 +8,20 @@ from pathlib import Path
 
 import torch
 
-from ast_export.artifact import ArtifactFormat, Built, ExtraFilesArtifact, write_extra_file_metadata
-from ast_export.errors import ArtifactError, ExportError
+from ast_export.artifact import (
+    ArtifactFormat,
+    Built,
+    ExtraFilesArtifact,
+    read_extra_file_metadata,
+    single_runner,
+    write_extra_file_metadata,
+)
+from ast_export.errors import ExportError
 from ast_export.options import ExportOptions
 from ast_export.runners import Runner, torch_runner
 from ast_export.source import Source
 from ast_export.spec import FP32, TORCH_SAME_KERNELS
-from serving.contract import METADATA_KEY, OUTPUT_NAMES, atomic_write, one_line
+from serving.contract import OUTPUT_NAMES, atomic_write, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +43,7 @@ def save_pt2(artifact: ExtraFilesArtifact, out: Path) -> None:
 
 def read_pt2_metadata_text(path: Path) -> str | None:
     """The metadata text of a ``.pt2`` file, via ``torch.export.load(extra_files=...)``."""
-    extra = {METADATA_KEY: ""}
-    try:
-        torch.export.load(str(path), extra_files=extra)
-    except Exception as err:  # torch raises RuntimeError / zip errors
-        raise ArtifactError(f"{path}: not a readable .pt2 file ({one_line(err)})") from err
-    return extra[METADATA_KEY] or None
+    return read_extra_file_metadata(path, lambda p, extra: torch.export.load(p, extra_files=extra), ".pt2")
 
 
 def pt2_runner(path: Path) -> Runner:
@@ -54,11 +56,8 @@ def pt2_runner(path: Path) -> Runner:
 
 
 def pt2_runners(path: Path, threads: int) -> tuple[list[Runner], list[str]]:
-    """The one ``.pt2`` runner (``threads`` is torch's global setting, left alone)."""
-    try:
-        return [pt2_runner(path)], []
-    except Exception as err:  # torch raises RuntimeError / zip / pickle errors
-        raise ArtifactError(f"{path}: cannot load it as pt2 ({one_line(err)})") from err
+    """The one ``.pt2`` runner."""
+    return single_runner(path, pt2_runner, "pt2")
 
 
 FORMAT = ArtifactFormat(

@@ -8,13 +8,20 @@ from pathlib import Path
 
 import torch
 
-from ast_export.artifact import ArtifactFormat, Built, ExtraFilesArtifact, write_extra_file_metadata
-from ast_export.errors import ArtifactError, ExportError
+from ast_export.artifact import (
+    ArtifactFormat,
+    Built,
+    ExtraFilesArtifact,
+    read_extra_file_metadata,
+    single_runner,
+    write_extra_file_metadata,
+)
+from ast_export.errors import ExportError
 from ast_export.options import ExportOptions
 from ast_export.runners import Runner, torch_runner
 from ast_export.source import Source
 from ast_export.spec import FP32, TORCH_SAME_KERNELS
-from serving.contract import METADATA_KEY, OUTPUT_NAMES, atomic_write, one_line
+from serving.contract import OUTPUT_NAMES, atomic_write, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +52,8 @@ def save_torchscript(artifact: ExtraFilesArtifact, out: Path) -> None:
 
 def read_torchscript_metadata_text(path: Path) -> str | None:
     """The metadata text of a TorchScript file, via ``torch.jit.load(_extra_files=...)``."""
-    extra = {METADATA_KEY: ""}
-    try:
-        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except Exception as err:  # torch raises RuntimeError / ValueError of several kinds
-        raise ArtifactError(f"{path}: not a readable TorchScript file ({one_line(err)})") from err
-    return extra[METADATA_KEY] or None
+    return read_extra_file_metadata(
+        path, lambda p, extra: torch.jit.load(p, map_location="cpu", _extra_files=extra), "TorchScript")
 
 
 def torchscript_runner(path: Path) -> Runner:
@@ -60,11 +63,8 @@ def torchscript_runner(path: Path) -> Runner:
 
 
 def torchscript_runners(path: Path, threads: int) -> tuple[list[Runner], list[str]]:
-    """The one TorchScript runner (``threads`` is torch's global setting, left alone)."""
-    try:
-        return [torchscript_runner(path)], []
-    except Exception as err:  # torch raises RuntimeError / zip / pickle errors
-        raise ArtifactError(f"{path}: cannot load it as torchscript ({one_line(err)})") from err
+    """The one TorchScript runner."""
+    return single_runner(path, torchscript_runner, "torchscript")
 
 
 FORMAT = ArtifactFormat(
