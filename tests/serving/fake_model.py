@@ -73,6 +73,11 @@ def build_model(
          helper.make_tensor_value_info(emb_name, TensorProto.FLOAT, ["batch", DIM])],
         inits,
     )
+    return _save(graph, path, meta)
+
+
+def _save(graph: onnx.GraphProto, path: Path, meta: dict[str, Any] | None | str) -> Path:
+    """Wrap ``graph`` in a model with ``meta`` ("default": :func:`metadata`; None: none), check it, save it."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
     if meta == "default":
@@ -127,12 +132,4 @@ def build_fingerprint_model(path: Path, meta: dict[str, Any] | None | str = "def
          helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", FP_DIM])],
         inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-    model.ir_version = 8
-    if meta == "default":
-        meta = metadata()
-    if meta is not None:
-        helper.set_model_props(model, {"ast_sampleid": json.dumps(meta)})
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save(graph, path, meta)
