@@ -13,8 +13,10 @@ Without a ``split`` column every song is ``train``. Without any ``val`` song, a 
 and never a label's last train song (a song that uses several samples moves with all its rows, so it is only
 carved when each of its labels keeps another train song).
 
-An optional ``records.csv`` beside the manifest (columns ``sample`` and ``sample_path``; extra columns such as
-``record_path`` are ignored) points at the original recording of each sample.
+An optional ``records.csv`` beside the manifest (columns ``sample`` and ``record_path``) points at the full original
+recording of each sample. An optional ``sample_path`` (the exact sampled segment) is never required nor used when
+``record_path`` is there; older files with ``sample_path`` alone are read as before, that column taken as the
+recording. Other columns are ignored.
 
 Every problem found (missing columns, missing or unreadable audio files, bad numbers, a start past the song's
 end, val/test labels absent from train, an empty train split, a song in two splits) is collected and raised at
@@ -48,7 +50,8 @@ from serving.contract import (
 logger = logging.getLogger(__name__)
 
 SUMMARY_PROBLEMS = 3  # problems named in the one-line summary
-RECORD_COLUMNS = ("sample", "sample_path")
+RECORD_COLUMNS = ("sample", "record_path")
+RECORD_PATH_COLUMNS = ("record_path", "sample_path")  # the recording's column, preferred first (older files)
 RECORDS_FILE = "records.csv"
 VAL_FRACTION = 0.15  # share of each label's train songs moved to val when the manifest has no val split
 VAL_SEED = 0  # fixed so the carved split is the same on every run and every DDP rank
@@ -216,21 +219,33 @@ def _warn_unknown_columns(path: Path, columns: list[str]) -> None:
         logger.debug("%s: ignoring extra column(s) %s", path.name, ", ".join(plain))
 
 
+def _record_column(path: Path, columns: list[str], problems: list[str]) -> str | None:
+    """The column holding the recordings: ``record_path``, else (older files) ``sample_path``; None = problem."""
+    if "sample" not in columns or not any(c in columns for c in RECORD_PATH_COLUMNS):
+        missing = [c for c in RECORD_COLUMNS if c not in columns]
+        hints = "".join(f"; did you mean {close!r} for {name!r}?" for name in missing
+                        for close in _close_column(name, columns)[:1])
+        problems.append(f"{path.name}: missing column(s) {', '.join(missing)} (found: {', '.join(columns)}{hints})")
+        return None
+    return next(c for c in RECORD_PATH_COLUMNS if c in columns)
+
+
 def _load_records(path: Path, problems: list[str]) -> dict[str, Path]:
-    """Read records.csv beside the manifest: sample -> absolute sample_path."""
+    """Read records.csv beside the manifest: sample -> absolute path of the full recording."""
     if not path.is_file():
         return {}
-    columns, rows = _read_rows(path, RECORD_COLUMNS, problems, where=f"{path.name}: ")
-    if any(c not in columns for c in RECORD_COLUMNS):
+    columns, rows = _read_rows(path, (), problems, where=f"{path.name}: ")
+    column = _record_column(path, columns, problems)
+    if column is None:
         return {}
     records: dict[str, Path] = {}
     for line, row in enumerate(rows, start=2):
-        sample, rel = (row.get("sample") or "").strip(), (row.get("sample_path") or "").strip()
+        sample, rel = (row.get("sample") or "").strip(), (row.get(column) or "").strip()
         if not sample or not rel:
-            problems.append(f"{path.name} line {line}: empty sample or sample_path")
+            problems.append(f"{path.name} line {line}: empty sample or {column}")
             continue
         full = song_path(path, rel)  # relative to records.csv's folder, as songs are to the manifest's
-        _audio_seconds(full, f"{path.name} line {line} (sample_path)", problems)
+        _audio_seconds(full, f"{path.name} line {line} ({column})", problems)
         records[sample] = full
     return records
 

@@ -126,11 +126,32 @@ def test_carve_keeps_one_train_song_per_label(songs: Path) -> None:
     assert sum(e.split == "train" for e in carved) >= 1
 
 
-def test_records(songs: Path) -> None:
+def test_records_prefer_record_path(songs: Path) -> None:
+    _wav(songs / "rec" / "a.wav")
+    (songs / "records.csv").write_text("sample,record_path,sample_path,source_file\na,rec/a.wav,rec/none.wav,q\n")
+    m = load_manifest(_write(songs, "song,sample", ["audio/s0.wav,a"]))
+    assert m.records == {"a": (songs / "rec" / "a.wav").resolve()}  # sample_path is never read (nor checked)
+
+
+def test_records_record_path_only(songs: Path) -> None:
+    _wav(songs / "rec" / "a.wav")
+    (songs / "records.csv").write_text("sample,record_path\na,rec/a.wav\n")
+    m = load_manifest(_write(songs, "song,sample", ["audio/s0.wav,a"]))
+    assert m.records == {"a": (songs / "rec" / "a.wav").resolve()}
+
+
+def test_records_sample_path_only_is_the_recording(songs: Path) -> None:
     _wav(songs / "rec" / "a_sample.wav")
-    (songs / "records.csv").write_text("sample,record_path,sample_path,source_file\na,x.flac,rec/a_sample.wav,q\n")
+    (songs / "records.csv").write_text("sample,sample_path\na,rec/a_sample.wav\n")
     m = load_manifest(_write(songs, "song,sample", ["audio/s0.wav,a"]))
     assert m.records == {"a": (songs / "rec" / "a_sample.wav").resolve()}
+
+
+def test_records_missing_record_file(songs: Path) -> None:
+    (songs / "records.csv").write_text("sample,record_path\na,rec/none.wav\n")
+    with pytest.raises(ManifestError, match=r"record_path\): file not found") as err:
+        load_manifest(_write(songs, "song,sample", ["audio/s0.wav,a"]))
+    assert "\n" not in err.value.summary
 
 
 def test_records_missing_file(songs: Path) -> None:
