@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from serving.contract import log_to_stderr
-from training.config import DEFAULT_PRESET, DEVICES, PRESETS, load_config_file, make_config
+from training.config import AMPS, DEFAULT_PRESET, DEVICES, OBJECTIVES, PRESETS, load_config_file, make_config
 from training.errors import error_line
 
 if TYPE_CHECKING:
@@ -65,6 +65,19 @@ CONFIG_OPTIONS = (
     ConfigOption("--threshold-far", "threshold_far", click.FloatRange(0, 1, min_open=True, max_open=True),
                  "False-accept rate of the calibrated default 'no match' threshold stored with the weights."),
     ConfigOption("--threads", "threads", click.IntRange(min=0), "torch CPU threads per rank (0 = torch default)."),
+    ConfigOption("--objective", "objective", click.Choice(OBJECTIVES),
+                 "What to train: the contrastive fingerprint (+ auxiliary CE) or the classifier; auto = "
+                 "fingerprint when records.csv lists records."),
+    ConfigOption("--tau", "tau", click.FloatRange(min=0, min_open=True), "Fingerprint: NT-Xent temperature."),
+    ConfigOption("--ce-weight", "ce_weight", click.FloatRange(min=0),
+                 "Fingerprint: weight of the auxiliary cross-entropy on the record labels."),
+    ConfigOption("--pairs", "pairs", click.IntRange(min=2), "Fingerprint: positive pairs per step."),
+    ConfigOption("--budget-minutes", "budget_minutes", click.FloatRange(min=0),
+                 "Fingerprint: training time budget (0 = clamp(0.9 x records, 5, 55) minutes)."),
+    ConfigOption("--fp-dim", "fp_dim", click.IntRange(min=1), "Fingerprint: embedding width."),
+    ConfigOption("--fp-frames", "fp_frames", click.IntRange(min=16), "Fingerprint: frames per window (200 = 2 s)."),
+    ConfigOption("--amp", "amp", click.Choice(AMPS),
+                 "Fingerprint: bf16 autocast (auto = on CUDA and on CPUs with avx512_bf16/amx_bf16)."),
 )
 
 
@@ -204,8 +217,8 @@ def main(manifest: Path, out_dir: Path, preset: str | None, legacy_preset: str |
         sys.exit(EXIT_INTERRUPTED)
     if metrics.get("rank", 0) == 0:  # the result on stdout, one JSON line (logs went to stderr)
         summary = {"weights": str(out_dir / "modelo_audio.pth"), "test_top1": metrics["test_top1"],
-                   "test_top5": metrics["test_top5"], "best_epoch": metrics["best_epoch"],
-                   "train_time_s": metrics["train_time_s"]}
+                   "test_top5": metrics["test_top5"], "best_epoch": metrics.get("best_epoch"),
+                   "train_time_s": metrics["train_time_s"], "objective": metrics.get("objective", "classify")}
         click.echo(json.dumps(summary))
 
 

@@ -30,6 +30,8 @@ DEFAULT_PRESET = "tiny"
 LEGACY_KEYS = {"variant": "preset"}  # older checkpoints and weights files named the preset "variant"
 TOML_SUFFIXES = (".toml",)
 DEVICES = ("auto", "cpu", "cuda")
+OBJECTIVES = ("auto", "classify", "fingerprint")  # auto: fingerprint when the manifest has records
+AMPS = ("auto", "off", "bf16")
 
 
 @dataclass
@@ -60,6 +62,17 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     workers: int = 0  # DataLoader workers (0 = in-process; measured fastest on 2 CPU cores)
     threads: int = 2  # torch intra-op threads on CPU (per rank)
+    # The fingerprint objective (training.fingerprint): NT-Xent on record/song pairs + ce_weight x CE.
+    objective: str = "auto"  # auto | classify | fingerprint (auto: fingerprint when records.csv has records)
+    tau: float = 0.07  # NT-Xent temperature
+    ce_weight: float = 0.5  # auxiliary cross-entropy on the record labels (keeps `probs` a classifier)
+    pairs: int = 48  # positive pairs per step (2 x pairs views)
+    budget_minutes: float = 0.0  # training time budget; 0 = clamp(0.9 x records, 5, 55) minutes
+    fp_dim: int = 128  # the exported embedding's width (ASTConfig.fp_dim)
+    fp_frames: int = 200  # frames per window (ASTConfig.target_frames): 2 s
+    amp: str = "auto"  # auto (bf16 on CUDA and on CPUs with avx512_bf16/amx_bf16) | off | bf16
+    fp_check_every: int = 100  # steps between held-out pair accuracy checks (early stop)
+    fp_heldout: int = 256  # fixed held-out pairs of those checks
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (tuples become lists) for checkpoints and weights files."""
@@ -117,9 +130,10 @@ def make_config(preset: str = DEFAULT_PRESET, **overrides: Any) -> TrainConfig:
     return check_config(TrainConfig(**values))
 
 
-POSITIVE_FIELDS = ("epochs", "epoch_size", "batch_size", "eval_batch_size", "norm_windows", "lr")
+POSITIVE_FIELDS = ("epochs", "epoch_size", "batch_size", "eval_batch_size", "norm_windows", "lr", "tau",
+                   "fp_dim", "fp_frames", "fp_check_every", "fp_heldout")
 NON_NEGATIVE_FIELDS = ("workers", "threads", "num_masks", "freq_mask", "time_mask", "weight_decay",
-                       "label_smoothing", "min_lr_ratio", "warmup_frac")
+                       "label_smoothing", "min_lr_ratio", "warmup_frac", "ce_weight", "budget_minutes")
 
 
 def check_config(cfg: TrainConfig) -> TrainConfig:
@@ -132,8 +146,11 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     bad += [(n, ">= 0") for n in NON_NEGATIVE_FIELDS if not getattr(cfg, n) >= 0]
     if not 0.0 <= cfg.ema_decay < 1.0:
         bad.append(("ema_decay", "in [0, 1)"))
-    if cfg.device not in DEVICES:
-        bad.append(("device", f"one of {', '.join(DEVICES)}"))
+    if cfg.pairs < 2:
+        bad.append(("pairs", ">= 2"))
+    for name, choices in (("device", DEVICES), ("objective", OBJECTIVES), ("amp", AMPS)):
+        if getattr(cfg, name) not in choices:
+            bad.append((name, f"one of {', '.join(choices)}"))
     if bad:
         name, rule = bad[0]
         raise ConfigError(f"{name} must be {rule}, got {getattr(cfg, name)!r}")

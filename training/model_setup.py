@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 ARCH_FIELDS = ("embed_dim", "depth", "num_heads", "mlp_ratio", "patch_size", "num_mel_bins", "dist_token",
                "qkv_bias", "layer_norm_eps", "head_norm_eps", "global_pool")
 HEAD_KEYS = ("head.weight", "head.bias")
+FP_HEAD_PREFIX = "fp_head."  # a fingerprint projection the init file lacks starts fresh
 NORM_BATCH = 32  # windows per fbank call while estimating norm stats
 
 
@@ -73,7 +74,8 @@ class ModelSpec:
         model = ScoringModel(self.fbank_cfg, self.ast_cfg, *self.norm)
         if self.state_dict is not None:
             missing, unexpected = model.ast.load_state_dict(self.state_dict, strict=False)
-            if unexpected or set(missing) - set(HEAD_KEYS):
+            fresh = set(HEAD_KEYS) | {k for k in missing if k.startswith(FP_HEAD_PREFIX)}
+            if unexpected or set(missing) - fresh:
                 raise InitError(f"init weights do not fit: missing {missing}, unexpected {unexpected}")
         return model.train()
 

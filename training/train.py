@@ -96,6 +96,15 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
     return torch.device("cpu")
 
 
+def resolve_objective(objective: str, manifest: Manifest) -> str:
+    """``auto`` -> ``fingerprint`` when the manifest has records (records.csv), else ``classify``."""
+    if objective == "auto":
+        objective = "fingerprint" if manifest.records else "classify"
+        logger.info("objective: %s (%s)", objective, "records.csv lists records" if manifest.records
+                    else "no records.csv records")
+    return objective
+
+
 def seed_everything(seed: int) -> None:
     """Seed torch (CPU and CUDA), numpy and ``random``."""
     random.seed(seed)
@@ -191,8 +200,8 @@ def _checkpoint(req: TrainRequest, trainer: Trainer, spec: ModelSpec) -> Checkpo
                       norm=spec.norm or (0.0, 1.0), init_from=spec.init_from)  # norm: always set by build()
 
 
-def _calibrate(req: TrainRequest, trainer: Trainer, spec: ModelSpec, manifest: Manifest,
-               val: SongSet) -> Calibration:
+def calibrate_threshold(cfg: TrainConfig, model: torch.nn.Module, device: torch.device, spec: ModelSpec,
+                        manifest: Manifest, val: SongSet) -> Calibration:
     """The default "no match" threshold of the kept weights (training.calibrate), on val songs and null clips."""
     entries = manifest.split("val")
     spans: dict[Any, list[tuple[float | None, float | None]]] = {}
@@ -200,11 +209,10 @@ def _calibrate(req: TrainRequest, trainer: Trainer, spec: ModelSpec, manifest: M
     for i, entry in enumerate(entries):  # a song that samples several records: outside all of their spans
         spans.setdefault(entry.path, []).append((entry.start_s, entry.end_s))
         first.setdefault(entry.path, i)
-    window = trainer.model.window_samples
+    window = model.window_samples
     null = null_clips([val.waves[i] for i in first.values()], [spans[p] for p in first], window,
                       spec.fbank_cfg.sample_rate)
-    return calibrate(trainer.model, val, null, req.config.threshold_far, window, default_hop(window),
-                     req.config.eval_batch_size, trainer.device)
+    return calibrate(model, val, null, cfg.threshold_far, window, default_hop(window), cfg.eval_batch_size, device)
 
 
 def _finish(req: TrainRequest, trainer: Trainer, spec: ModelSpec, manifest: Manifest,
@@ -220,7 +228,7 @@ def _finish(req: TrainRequest, trainer: Trainer, spec: ModelSpec, manifest: Mani
     metrics = {"epochs": st.history, "test_top1": test_metrics[0], "test_top5": test_metrics[1], **extra}
     if not info.is_main:
         return {**metrics, "rank": info.rank}
-    cal = _calibrate(req, trainer, spec, manifest, val)
+    cal = calibrate_threshold(cfg, trainer.model, trainer.device, spec, manifest, val)
     metrics["calibration"] = extra["calibration"] = cal.to_dict()
     train_info = {"metrics": metrics, "data_fingerprint": data_fingerprint(req.manifest, manifest),
                   "versions": software_versions(), "config": cfg.to_dict(), "train_time_s": st.elapsed_s,
@@ -251,6 +259,10 @@ def run(req: TrainRequest, info: DistInfo | None = None) -> dict[str, Any]:
     device = resolve_device(cfg.device, info)
     if device.type == "cpu" and cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    if ckpt is None and resolve_objective(cfg.objective, manifest) == "fingerprint":  # resume: a classifier run
+        from training.fp_run import run_fingerprint
+
+        return run_fingerprint(req, manifest, info, device)
     distributed.setup(info, device)
     try:
         trainer, spec = build(req, manifest, ckpt, info, device)
