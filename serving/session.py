@@ -38,7 +38,7 @@ from serving.backends.ort import (
     cpu_backend,
     try_cuda,
 )
-from serving.backends.select import Choice, choose_cpu, cpu_flags, openvino_installed
+from serving.backends.select import Choice, choose_cpu, cpu_flags, cpu_vendor, openvino_installed
 from serving.contract import ModelError, ModelMetadata, kind_mismatch
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def _auto_cpu(path: str, opts: SessionOptions, why_not_gpu: str) -> tuple[Backen
         except ModelError as err:  # OpenVINO cannot read it: ORT reads it or names the problem itself
             reason = f"{why_not_gpu}; OpenVINO: {err}; ORT as exported"
             return cpu_backend(path, _ort_config(opts), opts.precision), reason
-    choice: Choice = choose_cpu(cpu_flags(), artifact, opts.precision, usable)
+    choice: Choice = choose_cpu(cpu_flags(), artifact, opts.precision, usable, cpu_vendor())
     reason = f"{why_not_gpu}; {choice.reason}" if why_not_gpu else choice.reason
     if choice.backend == "openvino":
         return _openvino(path, opts, choice.precision, model), reason

@@ -11,12 +11,16 @@ from it, not measured on such a CPU).
 3. ``--precision bf16`` or ``fp16`` -> OpenVINO (ORT has no such path for a float export).
 4. A float export at ``--precision auto`` on a CPU with AMX-BF16 (``amx_bf16`` + ``amx_tile``) -> OpenVINO
    bf16 (frontend f32): AST-base 0.24 vs 1.05 s/clip (ORT fp32); tiny 2.8x ORT fp32, top-1 agreement 100 %.
-5. A float export at ``auto`` or ``fp32`` on an AVX-512 CPU (``avx512f``) -> OpenVINO f32: AST-base 0.83 vs
-   1.05 s/clip, tiny 1.5x ORT fp32, probs within 3e-6 of ORT. Without AMX, bf16 runs on AVX512-BF16 dot
-   products, measured at half the fp32 GEMM rate on such a CPU (NOTES #10), so ``avx512_bf16`` alone does not
-   pick bf16. ``avx512_fp16`` / ``amx_fp16`` never pick fp16 automatically (bf16 was faster here, and fp16's
+5. A float export at ``auto`` on an **AMD** CPU with ``avx512_bf16`` (Zen 4 / Zen 5) -> OpenVINO bf16 (frontend
+   f32): on a 2-core Zen 5 (EPYC, family 26), AST-base batch 1 0.75 s/clip vs 1.30 OpenVINO f32 and 0.80 ORT
+   fp32, top-1 agreement 100 % (n = 32); tiny identify over real files 533x real time vs 412x ORT fp32
+   (bench/NOTES.md #19). Intel's ``avx512_bf16`` without AMX is not taken: there bf16 ran at half the fp32
+   rate (NOTES #10).
+6. A float export at ``auto`` or ``fp32`` on an AVX-512 CPU (``avx512f``) -> OpenVINO f32: AST-base 0.83 vs
+   1.05 s/clip, tiny 1.5x ORT fp32, probs within 3e-6 of ORT (the Intel Xeon of NOTES #18; on the Zen 5 above
+   at ``--precision fp32`` ORT was faster, 0.80 vs 1.30 s/clip). ``avx512_fp16`` / ``amx_fp16`` never pick fp16 automatically (bf16 was faster here, and fp16's
    5 exponent bits leave less headroom); ``--precision fp16`` forces it.
-6. Anything else (AVX2 and older) -> ORT as exported: the parity-tested reference, unmeasured against
+7. Anything else (AVX2 and older) -> ORT as exported: the parity-tested reference, unmeasured against
    OpenVINO on such CPUs.
 """
 
@@ -30,6 +34,8 @@ CPUINFO = "/proc/cpuinfo"
 AMX_BF16 = frozenset({"amx_bf16", "amx_tile"})
 VNNI = ("avx512_vnni", "avx_vnni")
 AVX512 = "avx512f"
+AVX512_BF16 = "avx512_bf16"
+AMD = "AuthenticAMD"
 OPENVINO_ONLY = ("bf16", "fp16")
 
 
@@ -55,6 +61,19 @@ def cpu_flags(path: str = CPUINFO) -> frozenset[str]:
     return frozenset()
 
 
+def cpu_vendor(path: str = CPUINFO) -> str:
+    """The ``vendor_id`` of the first processor in ``/proc/cpuinfo`` (``GenuineIntel``, ``AuthenticAMD``; or "")."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "vendor_id":
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
+
+
 def openvino_installed() -> bool:
     """True when ``import openvino`` can be attempted (without importing it)."""
     return importlib.util.find_spec("openvino") is not None
@@ -65,7 +84,7 @@ def _flag_list(flags: Iterable[str], wanted: Iterable[str]) -> str:
     return "+".join(found) if found else "none"
 
 
-def choose_cpu(flags: frozenset[str], artifact: str, requested: str, openvino: bool) -> Choice:
+def choose_cpu(flags: frozenset[str], artifact: str, requested: str, openvino: bool, vendor: str = "") -> Choice:
     """Backend and precision for a CPU run (see the module docstring for the rule and its figures).
 
     Args:
@@ -73,6 +92,7 @@ def choose_cpu(flags: frozenset[str], artifact: str, requested: str, openvino: b
         artifact: the export's precision (``fp32``, ``fp16``, ``int8``).
         requested: ``--precision`` (``auto`` or a precision).
         openvino: whether OpenVINO can be used.
+        vendor: the CPU vendor (:func:`cpu_vendor`).
 
     Returns:
         The choice; an impossible precision is left for the chosen backend to refuse in one line.
@@ -89,6 +109,8 @@ def choose_cpu(flags: frozenset[str], artifact: str, requested: str, openvino: b
         return Choice("ort", requested, f"--precision {requested} of an {artifact} export: ORT runs it as exported")
     if requested == "auto" and AMX_BF16 <= flags:
         return Choice("openvino", "bf16", "CPU has AMX-BF16 (amx_bf16, amx_tile): OpenVINO bf16 is fastest")
+    if requested == "auto" and vendor == AMD and AVX512_BF16 in flags:
+        return Choice("openvino", "bf16", "AMD CPU with AVX512-BF16: OpenVINO bf16 is fastest")
     if AVX512 in flags:
         why = "AVX-512 without AMX-BF16" if requested == "auto" else f"--precision {requested}, AVX-512"
         return Choice("openvino", "fp32", f"{why}: OpenVINO f32 is faster than ORT fp32")

@@ -12,7 +12,7 @@ import pytest
 from serving import session as session_mod
 from serving.backends import PRECISIONS, artifact_precision
 from serving.backends.ort import SPINNING_KEYS, OrtConfig, _session_options
-from serving.backends.select import Choice, choose_cpu, cpu_flags
+from serving.backends.select import Choice, choose_cpu, cpu_flags, cpu_vendor
 from serving.contract import ModelError
 from serving.session import CPU_EP, ModelSession, SessionOptions
 from tests.serving.fake_model import LABELS, WINDOW, build_model, metadata
@@ -42,7 +42,7 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
     [
         (AMX, "fp32", "auto", True, ("openvino", "bf16")),
         (AMX, "fp32", "auto", False, ("ort", "auto")),  # no openvino: ORT as exported
-        (AVX512_BF16, "fp32", "auto", True, ("openvino", "fp32")),  # bf16 without AMX: slower than fp32
+        (AVX512_BF16, "fp32", "auto", True, ("openvino", "fp32")),  # Intel bf16 without AMX: slower than fp32
         (AVX2, "fp32", "auto", True, ("ort", "auto")),
         (AVX2, "fp32", "fp32", True, ("ort", "fp32")),
         (frozenset(), "fp32", "auto", True, ("ort", "auto")),
@@ -60,6 +60,21 @@ def test_auto_rule(flags: frozenset, artifact: str, requested: str, openvino: bo
     choice = choose_cpu(flags, artifact, requested, openvino)
     assert isinstance(choice, Choice) and (choice.backend, choice.precision) == expected
     assert choice.reason and "\n" not in choice.reason
+
+
+def test_amd_with_avx512_bf16_picks_openvino_bf16() -> None:
+    """Zen 4/5: bf16 dot products beat f32 there (NOTES #19); a forced --precision fp32 stays f32."""
+    amd = choose_cpu(AVX512_BF16, "fp32", "auto", True, "AuthenticAMD")
+    assert (amd.backend, amd.precision) == ("openvino", "bf16") and "AMD" in amd.reason
+    assert choose_cpu(AVX512_BF16, "fp32", "fp32", True, "AuthenticAMD").precision == "fp32"
+    assert choose_cpu(AVX512_BF16, "fp32", "auto", True, "GenuineIntel").precision == "fp32"
+    assert choose_cpu(AVX2, "fp32", "auto", True, "AuthenticAMD").backend == "ort"  # Zen 3: no AVX-512
+
+
+def test_cpu_vendor_parsing(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t: fpu\n")
+    assert cpu_vendor(str(info)) == "AuthenticAMD" and cpu_vendor(str(tmp_path / "missing")) == ""
 
 
 def test_int8_reason_names_vnni() -> None:
