@@ -15,7 +15,8 @@
 6. **score**: the rows below.
 
 Rows: closed test songs top-1 (index = all); open songs top-1 (index = all; their records were never trained
-on); record-span overlap among correct matches (the match's ``record_start_s``..``record_end_s`` against
+on), each *forced* (the best guess, ``--threshold 0``) and *accepted* (correct and above the catalogue's
+calibrated threshold), and the forced top-3; record-span overlap among correct matches (the match's ``record_start_s``..``record_end_s`` against
 ``meta.json``'s ``sample_in_record_s`` .. ``+ sample_s``); with the closed index, the share of open songs
 answered "no match" at the default threshold and the share of test songs correct *and* accepted; top-1 with
 the filler records added; identify and index-build speed as real-time factors (audio seconds per wall second,
@@ -111,6 +112,8 @@ def score(songs: list[Song], results: dict[str, dict], meta: dict) -> dict[str, 
         best = [(results.get(s.path) or {}).get("matches") or [] for s in picked]
         correct = [bool(m) and m[0]["sample"] == s.sample for s, m in zip(picked, best, strict=True)]
         out[f"{split}_top1"] = sum(correct) / max(1, len(picked))
+        out[f"{split}_top3"] = sum(s.sample in [x["sample"] for x in m[:3]] for s, m in zip(picked, best,
+                                                                                          strict=True)) / max(1, len(picked))
         out[f"{split}_no_match"] = sum(not m for m in best) / max(1, len(picked))
         for s, m, ok in zip(picked, best, correct, strict=True):
             if ok and "record_start_s" in m[0]:
@@ -120,9 +123,9 @@ def score(songs: list[Song], results: dict[str, dict], meta: dict) -> dict[str, 
     return out
 
 
-def _identify(model: Path, catalogue: Path, songs: list[Song], out: Path) -> float:
+def _identify(model: Path, catalogue: Path, songs: list[Song], out: Path, *extra: str) -> float:
     cmd = [str(BIN / "ast-serve"), "-q", "identify", "--model", str(model), "--index", str(catalogue),
-           "--format", "jsonl", *[s.path for s in songs]]
+           "--format", "jsonl", *extra, *[s.path for s in songs]]
     return _run(f"identify {catalogue.name}", cmd, stdout=out)
 
 
@@ -167,10 +170,16 @@ def main(bench: Path, out: Path, weights: Path | None, filler: Path | None) -> N
         times[f"index_{name}"] = _index(model, csvs, out / f"cat_{name}")
         times[f"identify_{name}"] = _identify(model, out / f"cat_{name}", songs, out / f"identify_{name}.jsonl")
         scores[name] = score(songs, _results(out / f"identify_{name}.jsonl"), meta)
+    _identify(model, out / "cat_all", songs, out / "identify_forced.jsonl", "--threshold", "0", "--top-k", "3")
+    scores["forced"] = score(songs, _results(out / "identify_forced.jsonl"), meta)  # no threshold: the best guess
     song_s = sum(sf.info(s.path).duration for s in songs)
     rows = [
-        ("closed test songs, index = all, top-1", f"{scores['all']['test_top1']:.4f}", ">= 0.99"),
-        ("open songs, index = all, top-1", f"{scores['all']['open_top1']:.4f}", ">= 0.95"),
+        ("closed test songs, index = all, top-1 (forced / accepted)",
+         f"{scores['forced']['test_top1']:.4f} / {scores['all']['test_top1']:.4f}", ">= 0.99"),
+        ("open songs, index = all, top-1 (forced / accepted)",
+         f"{scores['forced']['open_top1']:.4f} / {scores['all']['open_top1']:.4f}", ">= 0.95"),
+        ("forced top-3, test / open", f"{scores['forced']['test_top3']:.4f} / {scores['forced']['open_top3']:.4f}",
+         "-"),
         ("record span overlap among correct (index = all)", f"{scores['all']['span_overlap']:.4f}", ">= 0.90"),
         ("index = closed: open songs 'no match'", f"{scores['closed']['open_no_match']:.4f}", ">= 0.95"),
         ("index = closed: test songs correct and accepted", f"{scores['closed']['test_top1']:.4f}", ">= 0.95"),

@@ -1,0 +1,67 @@
+"""Filler records for the retrieval benchmark: other music, cut into pieces, that no song samples.
+
+    .venv/bin/python -m bench.accuracy.filler --sources filler.txt --out FILLER_DIR [--piece-s 90] [--max-pieces 6]
+
+``filler.txt`` lists audio files, one per line, as ``../shared/bench/fetch_sources.sh filler DIR`` prints them
+(other Debian music packages, like Sample100's filler tracks). Each file is decoded at 16 kHz mono and cut into
+consecutive pieces of ``--piece-s`` seconds (at most ``--max-pieces`` per file; a last piece shorter than half
+that is dropped), written as FLAC, and listed in ``FILLER_DIR/filler.csv`` (``sample,record_path``, absolute
+paths), the CSV that ``bench.accuracy.retrieval_eval --filler`` takes. A file that fails to decode is one line
+on stderr and is skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from pathlib import Path
+
+import click
+import soundfile as sf
+
+from serving.contract import AudioError, load_audio
+
+logger = logging.getLogger("bench.accuracy.filler")
+SAMPLE_RATE = 16000
+
+
+def cut(wave, piece: int, max_pieces: int) -> list:
+    """Consecutive ``piece``-sample slices of ``wave`` (the last one kept if at least half a piece)."""
+    pieces = [wave[i:i + piece] for i in range(0, len(wave), piece)][:max_pieces]
+    return [p for p in pieces if len(p) >= piece // 2]
+
+
+@click.command()
+@click.option("--sources", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--piece-s", type=float, default=90.0, show_default=True)
+@click.option("--max-pieces", type=int, default=6, show_default=True)
+def main(sources: Path, out: Path, piece_s: float, max_pieces: int) -> None:
+    """Cut the listed files into filler records and write filler.csv."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for n, line in enumerate(sources.read_text().splitlines()):
+        path = line.strip()
+        if not path:
+            continue
+        try:
+            wave = load_audio(path, SAMPLE_RATE)
+        except AudioError as err:
+            logger.warning("%s: skipped: %s", path, err)
+            continue
+        for k, piece in enumerate(cut(wave, int(piece_s * SAMPLE_RATE), max_pieces)):
+            dst = (out / f"f{n:03d}_{k}.flac").resolve()
+            sf.write(str(dst), piece, SAMPLE_RATE)
+            rows.append((f"filler{n:03d}_{k}", str(dst)))
+    with open(out / "filler.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["sample", "record_path"])
+        writer.writerows(rows)
+    logger.info("%d filler records (%.1f h) in %s", len(rows), sum(sf.info(p).duration for _, p in rows) / 3600,
+                out / "filler.csv")
+
+
+if __name__ == "__main__":
+    main()
