@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 WARMUP_STEPS = 100
 CONVERGED_ACCURACY = 0.98
 CONVERGED_CHECKS = 2  # consecutive checks at CONVERGED_ACCURACY or more
-BUDGET_PER_RECORD_MIN = 0.9
+BUDGET_PER_AUDIO_MIN = 0.7  # training minutes per minute of catalogue audio
 BUDGET_RANGE_MIN = (5.0, 55.0)
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 EVAL_BATCH = 64
@@ -103,12 +103,16 @@ def use_bf16(amp: str, device: torch.device) -> bool:
     return choice
 
 
-def budget_seconds(cfg: TrainConfig, records: int) -> float:
-    """``budget_minutes``, or ``clamp(0.9 x records, 5, 55)`` minutes when it is 0, in seconds."""
+def budget_seconds(cfg: TrainConfig, audio_s: float) -> float:
+    """``budget_minutes``, or ``clamp(0.7 x catalogue audio minutes, 5, 55)`` minutes when it is 0, in seconds.
+
+    The work scales with the material to learn: the demo's 24 records of ~10 s (4 min of audio) get the
+    5-minute floor, ``dev-plus``'s 60 full records (83 min) the 55-minute cap that fits 60 minutes on 2 cores.
+    """
     if cfg.budget_minutes > 0:
         return cfg.budget_minutes * 60.0
     lo, hi = BUDGET_RANGE_MIN
-    return min(max(BUDGET_PER_RECORD_MIN * records, lo), hi) * 60.0
+    return min(max(BUDGET_PER_AUDIO_MIN * audio_s / 60.0, lo), hi) * 60.0
 
 
 def time_lr(base: float, step: int, progress: float, floor: float) -> float:

@@ -105,7 +105,7 @@ def run_fingerprint(req: TrainRequest, manifest: Manifest, info: DistInfo, devic
         logger.info("fbank norm stats from %d pair windows: mean %.4f std %.4f", min(cfg.norm_windows, len(views)),
                     *spec.norm)
     model = spec.build().to(device)
-    budget = budget_seconds(cfg, len(pairs.audio))
+    budget = budget_seconds(cfg, pairs.audio.seconds(spec.fbank_cfg.sample_rate))
     logger.info("training %s fingerprint: %d records, %d labels, %d pairs/step, window %d, budget %.1f min, %s",
                 cfg.preset, len(pairs.audio), len(manifest.labels), cfg.pairs, window, budget / 60, device)
     result = FingerprintTrainer(cfg, model, pairs, heldout, device, budget).train()

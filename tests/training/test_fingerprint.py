@@ -92,9 +92,9 @@ def test_nt_xent_is_low_for_identical_views_and_log_2n_minus_1_for_random() -> N
 
 def test_budget_rule_schedule_and_refusals() -> None:
     cfg = make_config("tiny")
-    assert fp.budget_seconds(cfg, 3) == 5 * 60 and fp.budget_seconds(cfg, 1000) == 55 * 60
-    assert fp.budget_seconds(cfg, 20) == pytest.approx(18 * 60)
-    assert fp.budget_seconds(make_config("tiny", budget_minutes=0.5), 20) == 30
+    assert fp.budget_seconds(cfg, 4 * 60) == 5 * 60 and fp.budget_seconds(cfg, 1000 * 60) == 55 * 60
+    assert fp.budget_seconds(cfg, 20 * 60) == pytest.approx(14 * 60)  # 0.7 min per minute of audio
+    assert fp.budget_seconds(make_config("tiny", budget_minutes=0.5), 20 * 60) == 30
     assert fp.time_lr(1.0, 0, 0.0, 0.02) == pytest.approx(0.01)  # warm-up
     assert fp.time_lr(1.0, 500, 1.0, 0.02) == pytest.approx(0.02)  # the cosine ends at the floor
     with pytest.raises(ConfigError, match="one process"):

@@ -92,6 +92,10 @@ class CatalogueAudio:
     def __len__(self) -> int:
         return len(self.waves)
 
+    def seconds(self, sample_rate: int) -> float:
+        """Total duration of the records."""
+        return sum(w.shape[0] for w in self.waves) / sample_rate
+
 
 def load_catalogue(manifest: Manifest, sample_rate: int = SAMPLE_RATE) -> CatalogueAudio:
     """Decode ``manifest.records`` (sorted by name) and the train songs of each record's label."""
