@@ -5,10 +5,11 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DATA    := data/demo
 RUN     := runs/demo
+CATALOGUE := $(RUN)/catalogue
 CONFIG  ?= tiny
 EPOCHS  ?=
 
-.PHONY: install data train export demo test test-install test-all lint bench clean
+.PHONY: install data train export index demo test test-install test-all lint bench clean
 
 install: $(STAMP)
 
@@ -28,8 +29,12 @@ train: data
 export: install
 	$(BIN)/ast-export onnx --weights $(RUN)/modelo_audio.pth
 
-demo: train export
-	$(BIN)/ast-serve identify --model $(RUN)/modelo_audio.onnx --format table \
+# The catalogue: every demo record, whole, indexed with the exported fingerprint (no retraining to add more).
+index: install
+	$(BIN)/ast-serve index build --model $(RUN)/modelo_audio.onnx --records $(DATA)/records.csv --out $(CATALOGUE)
+
+demo: train export index
+	$(BIN)/ast-serve identify --model $(RUN)/modelo_audio.onnx --index $(CATALOGUE) --format table \
 		$$($(BIN)/python -m training.data.manifest_paths $(DATA)/manifest.csv --split test)
 
 test: install
