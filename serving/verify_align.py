@@ -8,7 +8,10 @@ signal itself, with a cost that depends on the song segment only, never on the c
    samples, power summed into :data:`BANDS` log-spaced bands between :data:`F_MIN` and :data:`F_MAX` Hz, log);
 2. the record segment is resampled (soxr) to play at ``s``; its spectrogram is warped (time compressed, bands
    shifted) to each speed of a fine grid around ``s`` (one catalogue scale step either way), and slid over
-   the song segment by up to :data:`MAX_LAG_FRAMES` frames;
+   the song segment by up to :data:`MAX_LAG_FRAMES` frames. Producers also change tempo without pitch and
+   pitch without tempo, so two more families of hypotheses are tried on the unresampled record's
+   spectrogram: **tempo-only** (time compressed by each fine speed, bands unshifted) and **pitch-only** (the
+   voted time-scale, bands shifted by :data:`PITCH_SEMITONES` semitones either way);
 3. the score is the best normalised cross-correlation: both patches have each band's mean over time removed
    (gain and fixed EQ do not count), then ``sum(a b) / (|a| |b|)``, in [-1, 1].
 
@@ -18,6 +21,7 @@ The best speed and lag give the refined speed and offset, hence where in the rec
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +42,7 @@ TRIM_FRACTION = 0.5  # a chunk matches when its correlation is at least half the
 MIN_FRAMES = 4
 NO_SCORE = -1.0
 RESAMPLE_QUALITY = "HQ"
+PITCH_SEMITONES = (-3, -2, -1, 1, 2, 3)  # pitch-only hypotheses (the producer chain's +-3 semitones)
 
 
 @dataclass
@@ -106,13 +111,16 @@ def best_lag(song: np.ndarray, record: np.ndarray, base: int, max_lag: int) -> t
     return best, best_lag_
 
 
-def warp(spec: np.ndarray, factor: float, band_ratio: float) -> np.ndarray:
+def warp(spec: np.ndarray, factor: float, band_ratio: float, pitch: float | None = None) -> np.ndarray:
     """``spec`` ``[R, B]`` as if its audio played ``factor`` times faster: time compressed, bands shifted up.
 
     Playing faster divides durations by ``factor`` and multiplies frequencies by it, which on log-spaced bands
-    is a shift by ``log(factor) / log(band_ratio)`` bands. Linear interpolation on both axes (edges held).
+    is a shift by ``log(factor) / log(band_ratio)`` bands; ``pitch`` (a frequency ratio) replaces that shift
+    for a tempo change that keeps (``1.0``) or sets the pitch on its own. Linear interpolation on both axes
+    (edges held).
     """
-    if abs(factor - 1.0) < 1e-9:
+    pitch = factor if pitch is None else pitch
+    if abs(factor - 1.0) < 1e-9 and abs(pitch - 1.0) < 1e-9:
         return spec
     frames = max(1, int((spec.shape[0] - 1) / factor) + 1)
     src_t = np.minimum(np.arange(frames) * factor, spec.shape[0] - 1)  # [R']
@@ -120,7 +128,7 @@ def warp(spec: np.ndarray, factor: float, band_ratio: float) -> np.ndarray:
     hi = np.minimum(lo + 1, spec.shape[0] - 1)
     frac = (src_t - lo)[:, None].astype(np.float32)
     timed = spec[lo] * (1 - frac) + spec[hi] * frac  # [R', B]
-    src_b = np.clip(np.arange(spec.shape[1]) - np.log(factor) / np.log(band_ratio), 0, spec.shape[1] - 1)  # [B]
+    src_b = np.clip(np.arange(spec.shape[1]) - np.log(pitch) / np.log(band_ratio), 0, spec.shape[1] - 1)  # [B]
     blo = np.floor(src_b).astype(np.int64)
     bhi = np.minimum(blo + 1, spec.shape[1] - 1)
     bfrac = (src_b - blo)[None, :].astype(np.float32)
@@ -164,8 +172,7 @@ def verify(song_spec: np.ndarray, song_lo_s: float, record: np.ndarray, sample_r
     scaled = soxr.resample(segment, sample_rate, sample_rate / speed, quality=RESAMPLE_QUALITY)
     base = log_spectrogram(scaled, sample_rate)  # [R, B]; frame 0 at scaled time tau_lo / speed
     ratio = band_ratio(sample_rate)
-    for fine in fines:
-        spec = warp(base, fine / speed, ratio)  # frame 0 at tau_lo / fine
+    for fine, spec in _hypotheses(base, log_spectrogram(segment, sample_rate), speed, fines, ratio):
         fine_offset = anchor / fine - mid
         start = int(round((song_lo_s + fine_offset - tau_lo / fine) / frame_s))
         score, lag = best_lag(song_spec, spec, start, MAX_LAG_FRAMES)
@@ -175,6 +182,20 @@ def verify(song_spec: np.ndarray, song_lo_s: float, record: np.ndarray, sample_r
         first, last = matching_part(song_spec, *best_fit, best.score)
         best.song_lo_s, best.song_hi_s = song_lo_s + first * frame_s, song_lo_s + last * frame_s
     return best
+
+
+def _hypotheses(base: np.ndarray, raw: np.ndarray, speed: float, fines: np.ndarray,
+                ratio: float) -> Iterator[tuple[float, np.ndarray]]:
+    """``(time-scale, spectrogram)`` of every hypothesis, each with frame 0 at record time ``tau_lo`` / scale.
+
+    ``base`` is the record segment resampled to play at ``speed`` (pitch follows), ``raw`` the segment as is.
+    """
+    for fine in fines:  # turntable: pitch follows speed
+        yield float(fine), warp(base, fine / speed, ratio)
+    for fine in fines:  # tempo only: the pitch stays
+        yield float(fine), warp(raw, fine, ratio, pitch=1.0)
+    for semitones in PITCH_SEMITONES:  # pitch only, at the voted tempo
+        yield speed, warp(raw, speed, ratio, pitch=2.0 ** (semitones / 12))
 
 
 def matching_part(song: np.ndarray, record: np.ndarray, start: int, score: float) -> tuple[int, int]:

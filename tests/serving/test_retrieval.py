@@ -16,6 +16,7 @@ from serving.cli import main
 from serving.matches import Match, SongResult
 from serving.output import make_writer
 from serving.retrieval import merge_spans
+
 from serving.verify_align import log_spectrogram, verify, warp
 from serving.voting import by_record, occurrences
 from tests.serving.fake_model import build_fingerprint_model
@@ -129,6 +130,25 @@ def test_verification_recovers_speed_and_offset() -> None:
     t = 3.0
     assert align.speed * (t + align.offset_s) == pytest.approx(2.0 + 1.05 * (t - 1.0), abs=0.1)
     assert warp(spec, 1.0, 1.1) is spec and warp(spec, 2.0, 1.1).shape[0] == (spec.shape[0] + 1) // 2
+
+
+@pytest.mark.parametrize("kind", ["tempo", "pitch"])
+def test_verification_holds_under_tempo_only_and_pitch_only_changes(kind: str) -> None:
+    """A tempo change that keeps the pitch, or a pitch shift that keeps the tempo, still verifies strongly
+    (0.98 and 0.90 with the tempo-only and pitch-only hypotheses; 0.84 and 0.76 with turntable speeds alone)."""
+    from training.data.augment import change_speed, time_stretch  # numpy + soxr; tests may use training's tools
+
+    record = synth_record(3)
+    piece = record[int(2.0 * RATE):int(7.0 * RATE)]
+    if kind == "tempo":  # 8 % faster, same pitch
+        moved, speed = time_stretch(piece, 1.08), 1.08
+    else:  # two semitones up, same tempo
+        moved, speed = time_stretch(change_speed(piece, 2 ** (2 / 12)), 2 ** (-2 / 12)), 1.0
+    song = np.concatenate([np.zeros(RATE, np.float32), moved.astype(np.float32), np.zeros(RATE, np.float32)])
+    spec = log_spectrogram(song, RATE)
+    frames = int((1.0 + 3.0) * RATE / 256)
+    align = verify(spec[70:frames], 70 * 256 / RATE, record, RATE, 2.0 / speed - 1.0, speed, 1.12)
+    assert align.score > 0.88 and align.speed == pytest.approx(speed, abs=0.03)  # turntable only: 0.84 / 0.76
 
 
 def test_calibration_maps_raw_scores_to_the_null_cdf() -> None:
