@@ -96,6 +96,8 @@ def best_lag(song: np.ndarray, record: np.ndarray, base: int, max_lag: int) -> t
         ``(score, lag)``; :data:`NO_SCORE` when no lag overlaps enough.
     """
     frames = song.shape[0]
+    if base - max_lag >= 0 and base + max_lag + frames <= record.shape[0]:  # every lag overlaps in full
+        return _best_full_lag(song, record[base - max_lag:base + max_lag + frames], max_lag)
     best, best_lag_ = NO_SCORE, 0
     for lag in range(-max_lag, max_lag + 1):
         start = base + lag
@@ -109,6 +111,37 @@ def best_lag(song: np.ndarray, record: np.ndarray, base: int, max_lag: int) -> t
         if score > best:
             best, best_lag_ = score, lag
     return best, best_lag_
+
+
+def _best_full_lag(song: np.ndarray, record: np.ndarray, max_lag: int) -> tuple[float, int]:
+    """:func:`best_lag` when every lag overlaps the whole song patch, all lags at once.
+
+    The song patch ``a`` is double-centred (zero mean per band and per frame), so ``sum(a * centred(W))`` equals
+    ``sum(a * W)`` for each record window ``W``, and ``|centred(W)|^2 = |W|^2 - B |frame means|^2 - T |band
+    means|^2 + T B mean^2`` comes from running sums over the record's frames. Same scores as the per-lag loop.
+    """
+    a = _normalised(song)
+    if a is None:
+        return NO_SCORE, 0
+    frames, bands = song.shape
+    lags = record.shape[0] - frames + 1
+    num = np.einsum("ltb,tb->l", sliding_window_view(record, frames, axis=0).transpose(0, 2, 1), a)  # [L]
+    rec = record.astype(np.float64)  # [R, B]
+    frame_mean = rec.mean(axis=1)  # [R]
+
+    def window_sum(x: np.ndarray) -> np.ndarray:  # sums over every window of `frames` frames: [L, ...]
+        c = np.concatenate([np.zeros((1, *x.shape[1:])), np.cumsum(x, axis=0)])
+        return c[frames:frames + lags] - c[:lags]
+
+    band_mean = window_sum(rec) / frames  # [L, B]
+    norm2 = (window_sum(np.square(rec).sum(axis=1)) - bands * window_sum(np.square(frame_mean))
+             - frames * np.square(band_mean).sum(axis=1) + frames * bands * np.square(band_mean.mean(axis=1)))
+    ok = norm2 > 1e-9  # [L]: a flat window has no shape to correlate
+    if not ok.any():
+        return NO_SCORE, 0
+    scores = np.where(ok, num / np.sqrt(np.where(ok, norm2, 1.0)), NO_SCORE)  # [L]
+    best = int(np.argmax(scores))
+    return float(scores[best]), best - max_lag
 
 
 def warp(spec: np.ndarray, factor: float, band_ratio: float, pitch: float | None = None) -> np.ndarray:
@@ -172,7 +205,7 @@ def verify(song_spec: np.ndarray, song_lo_s: float, record: np.ndarray, sample_r
     scaled = soxr.resample(segment, sample_rate, sample_rate / speed, quality=RESAMPLE_QUALITY)
     base = log_spectrogram(scaled, sample_rate)  # [R, B]; frame 0 at scaled time tau_lo / speed
     ratio = band_ratio(sample_rate)
-    for fine, spec in _hypotheses(base, log_spectrogram(segment, sample_rate), speed, fines, ratio):
+    for fine, spec in _hypotheses(base, speed, fines, ratio):
         fine_offset = anchor / fine - mid
         start = int(round((song_lo_s + fine_offset - tau_lo / fine) / frame_s))
         score, lag = best_lag(song_spec, spec, start, MAX_LAG_FRAMES)
@@ -184,18 +217,19 @@ def verify(song_spec: np.ndarray, song_lo_s: float, record: np.ndarray, sample_r
     return best
 
 
-def _hypotheses(base: np.ndarray, raw: np.ndarray, speed: float, fines: np.ndarray,
+def _hypotheses(base: np.ndarray, speed: float, fines: np.ndarray,
                 ratio: float) -> Iterator[tuple[float, np.ndarray]]:
     """``(time-scale, spectrogram)`` of every hypothesis, each with frame 0 at record time ``tau_lo`` / scale.
 
-    ``base`` is the record segment resampled to play at ``speed`` (pitch follows), ``raw`` the segment as is.
+    ``base`` is the record segment resampled to play at ``speed``, so its pitch is ``speed`` times the
+    record's; the tempo-only and pitch-only families shift its bands back (by ``1 / speed``), then as wanted.
     """
     for fine in fines:  # turntable: pitch follows speed
         yield float(fine), warp(base, fine / speed, ratio)
     for fine in fines:  # tempo only: the pitch stays
-        yield float(fine), warp(raw, fine, ratio, pitch=1.0)
+        yield float(fine), warp(base, fine / speed, ratio, pitch=1.0 / speed)
     for semitones in PITCH_SEMITONES:  # pitch only, at the voted tempo
-        yield speed, warp(raw, speed, ratio, pitch=2.0 ** (semitones / 12))
+        yield speed, warp(base, 1.0, ratio, pitch=2.0 ** (semitones / 12) / speed)
 
 
 def matching_part(song: np.ndarray, record: np.ndarray, start: int, score: float) -> tuple[int, int]:

@@ -135,7 +135,7 @@ def test_verification_recovers_speed_and_offset() -> None:
 @pytest.mark.parametrize("kind", ["tempo", "pitch"])
 def test_verification_holds_under_tempo_only_and_pitch_only_changes(kind: str) -> None:
     """A tempo change that keeps the pitch, or a pitch shift that keeps the tempo, still verifies strongly
-    (0.98 and 0.90 with the tempo-only and pitch-only hypotheses; 0.84 and 0.76 with turntable speeds alone)."""
+    (0.91 and 0.90 with the tempo-only and pitch-only hypotheses; 0.84 and 0.76 with turntable speeds alone)."""
     from training.data.augment import change_speed, time_stretch  # numpy + soxr; tests may use training's tools
 
     record = synth_record(3)
