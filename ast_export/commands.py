@@ -17,6 +17,7 @@ current folder, named after the URL's file name.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import click
 
 from ast_export.artifact import ArtifactFormat
 from ast_export.cli_common import one_line_errors, weights_params
-from ast_export.options import MAX_PARITY_WINDOWS, ExportOptions, VerifyOptions
+from ast_export.options import MAX_PARITY_WINDOWS, CalibrationOptions, ExportOptions, VerifyOptions
 from ast_export.pipeline import export_and_verify, run_verify
 from ast_export.source import load_source
 from ast_export.spec import FP32, PRECISIONS
@@ -42,11 +43,11 @@ def verify_params() -> list[click.Option]:
     existing = click.Path(exists=True, dir_okay=False, path_type=Path)
     return [
         click.Option(["--audio"], type=existing, multiple=True,
-                     help="Audio file for the parity windows (repeatable). Default: the manifest's test songs, "
-                          "else deterministic test signals (with a warning)."),
+                     help="Audio file for the parity windows and the int8 calibration (repeatable). Default: the "
+                          "manifest's songs, else deterministic test signals (with a warning)."),
         click.Option(["--manifest"], type=existing,
-                     help="Manifest whose 'test' split gives labelled held-out songs (default: "
-                          "data/demo/manifest.csv when present)."),
+                     help="Manifest whose 'test' split gives labelled held-out songs, and whose 'train' split "
+                          "calibrates --precision int8 (default: data/demo/manifest.csv when present)."),
         click.Option(["--report"], type=PathArg, help="JSON report path (default: <artifact>.verify.json)."),
         click.Option(["--max-windows"], type=click.IntRange(min=1), default=MAX_PARITY_WINDOWS, show_default=True,
                      help="Audio windows in the parity pool (noise, silence, clipping and a chirp are always "
@@ -101,8 +102,9 @@ def take_export_options(fmt: ArtifactFormat, kwargs: dict[str, Any]) -> ExportOp
 def export_command(fmt: ArtifactFormat) -> click.Command:
     """``ast-export <fmt.name>``: its options come from the record, its body is the shared path."""
     def export(weights: str, sha256: str | None, out: Path | None, no_verify: bool, **kwargs: Any) -> None:
-        options = take_export_options(fmt, kwargs)
         verify = take_verify_options(kwargs)
+        options = replace(take_export_options(fmt, kwargs),
+                          calibration=CalibrationOptions(verify.audio, verify.manifest))
         export_and_verify(fmt, weights, sha256, out, options, None if no_verify else verify)
 
     common = [

@@ -5,7 +5,8 @@ some environment, the legacy TorchScript-based exporter is tried and the reason 
 FFT (its DFT is a matmul), so both produce the same operator set. Attention is exported in eager form
 (matmul/softmax/matmul) so that ``onnxruntime.transformers.optimizer`` can fuse it (``--optimize``).
 
-``--precision fp16|int8`` and ``--optimize`` derive their graph from the checked fp32 one (``onnx_precision``);
+``--precision fp16|int8`` and ``--optimize`` derive their graph from the checked fp32 one (``onnx_precision``;
+int8 is NNCF's static, calibrated QDQ graph, ``onnx_int8``);
 the metadata goes into ``metadata_props`` under ``serving.contract.METADATA_KEY``; the runners are ORT CPU and,
 when a GPU works, ORT CUDA with TF32 off (``runners.onnx_runners``).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -22,7 +24,7 @@ import click
 import onnx
 import torch
 
-from ast_export import onnx_precision
+from ast_export import onnx_int8, onnx_precision
 from ast_export.artifact import ArtifactFormat, Built
 from ast_export.errors import ArtifactError, ExportError
 from ast_export.onnx_precision import TransformInfo
@@ -148,10 +150,30 @@ def export_fp32_model(src: Source, opset: int = DEFAULT_OPSET, prefer_dynamo: bo
     return model, exporter
 
 
+@dataclass(frozen=True)
+class TransformInputs:
+    """What a precision transform may read: the checked fp32 graph, the weights it came from and the options
+    (int8 takes its calibration windows from ``options.calibration``)."""
+
+    model: onnx.ModelProto
+    src: Source
+    options: ExportOptions
+
+
+def _fp16(inputs: TransformInputs) -> tuple[onnx.ModelProto, TransformInfo]:
+    return onnx_precision.to_fp16(inputs.model)
+
+
+def _int8(inputs: TransformInputs) -> tuple[onnx.ModelProto, TransformInfo]:
+    onnx_int8.import_nncf()  # fail on a missing NNCF before decoding the calibration audio
+    calibration = onnx_int8.calibration_for(inputs.src, inputs.options.calibration)
+    return onnx_int8.to_int8(inputs.model, calibration)
+
+
 # The reduced precisions, derived from the fp32 graph (fp32 itself needs no conversion).
-PRECISION_TRANSFORMS: dict[str, Callable[[onnx.ModelProto], tuple[onnx.ModelProto, TransformInfo]]] = {
-    "fp16": onnx_precision.to_fp16,
-    "int8": onnx_precision.to_int8,
+PRECISION_TRANSFORMS: dict[str, Callable[[TransformInputs], tuple[onnx.ModelProto, TransformInfo]]] = {
+    "fp16": _fp16,
+    "int8": _int8,
 }
 
 
@@ -164,7 +186,7 @@ def convert(model: onnx.ModelProto, src: Source, options: ExportOptions
         model, info = onnx_precision.optimize(model, cfg.num_heads, cfg.embed_dim, cfg.depth)
         logger.info("fused %d of %d layers' attention", info.fused_attention, info.layers)
     elif options.precision in PRECISION_TRANSFORMS:
-        model, info = PRECISION_TRANSFORMS[options.precision](model)
+        model, info = PRECISION_TRANSFORMS[options.precision](TransformInputs(model, src, options))
     if info is not None:
         check_onnx(model)
     return model, info

@@ -1,5 +1,5 @@
 """Reduced-precision and optimised ONNX graphs derived from the checked fp32 graph: ``fp16`` (CUDA), ``int8``
-(CPU) and an ORT-optimised fp32 graph with fused attention (``--optimize``).
+(CPU; static, calibrated, in ``onnx_int8``) and an ORT-optimised fp32 graph with fused attention (``--optimize``).
 
 All three keep the frontend (mean removal, framing, matmul-DFT, power spectrum, mel matmul, log,
 normalisation, pad/crop) in fp32: the power spectrum spans ~1e-10..1e6 before the log, far beyond fp16's range,
@@ -9,13 +9,9 @@ ancestors of the patch-embedding ``Conv`` (the encoder's first layer), independe
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import tempfile
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import onnx
@@ -27,7 +23,6 @@ logger = logging.getLogger(__name__)
 
 # Module-path fragment of the frontend in node names / name scopes, used only if no patch Conv is found.
 FRONTEND_SCOPE = "fbank"
-QUANTIZER_PATH = "onnxruntime/quantization/"  # where ORT's quantizer logs from (on the root logger)
 # Ops whose reductions are precision-sensitive; kept in fp32 in the fp16 graph (Casts around them are cheap).
 FP16_FP32_OPS = ("LayerNormalization", "SkipLayerNormalization", "ReduceMean", "Pow", "Sqrt", "Softmax")
 FUSED_ATTENTION_OPS = ("Attention", "MultiHeadAttention")
@@ -44,6 +39,9 @@ class TransformInfo:
     fused_attention: int | None = None
     layers: int | None = None
     fused_ops: dict[str, int] | None = None
+    quantizer: str | None = None
+    calibration_windows: int | None = None
+    calibration_source: str | None = None
 
     def notes(self) -> dict[str, Any]:
         """The fields that are set, as the metadata's ``transform`` holds them."""
@@ -149,46 +147,6 @@ def to_fp16(model: onnx.ModelProto) -> tuple[onnx.ModelProto, TransformInfo]:
     merged.metadata_props.extend(model.metadata_props)
     OnnxModel(merged).topological_sort()
     return merged, TransformInfo("fp16", False, len(frontend))
-
-
-class _QuantizerAdvice(logging.Filter):
-    """Drops the quantizer's advice ("Please consider to run pre-processing before quantization"): it logs on
-    the root logger, and its shape-inference pre-pass is what the stale ``value_info`` removal above replaces."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno <= logging.WARNING and QUANTIZER_PATH in record.pathname.replace("\\", "/"))
-
-
-@contextlib.contextmanager
-def _quiet_quantizer() -> Iterator[None]:
-    """ORT's quantizer's root-logger warnings, shown only with ``ast-export -v`` (the package logger at DEBUG)."""
-    if logger.isEnabledFor(logging.DEBUG):
-        yield
-        return
-    advice = _QuantizerAdvice()
-    logging.getLogger().addFilter(advice)
-    try:
-        yield
-    finally:
-        logging.getLogger().removeFilter(advice)
-
-
-def to_int8(model: onnx.ModelProto) -> tuple[onnx.ModelProto, TransformInfo]:
-    """Dynamic int8 quantisation of the encoder's MatMul weights (per channel); frontend excluded."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    del model.graph.value_info[:]  # stale exporter shapes trip the quantizer's strict shape inference
-    frontend = frontend_node_names(model)
-    with tempfile.TemporaryDirectory(prefix="ast-int8-") as tmp:
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save_model(model, str(src))
-        with _quiet_quantizer():
-            quantize_dynamic(src, dst, op_types_to_quantize=["MatMul"], per_channel=True,
-                             weight_type=QuantType.QInt8, nodes_to_exclude=frontend,
-                             extra_options={"MatMulConstBOnly": True})
-        quantized = onnx.load(str(dst))
-    return quantized, TransformInfo("int8", False, len(frontend))
 
 
 def _count_fused(model: onnx.ModelProto) -> tuple[int, dict[str, int]]:

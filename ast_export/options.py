@@ -10,7 +10,24 @@ from typing import Any
 from ast_export.spec import FP32
 
 MAX_PARITY_WINDOWS = 16  # audio (or test-signal) windows in the parity pool, plus the edge signals
+CALIBRATION_WINDOWS = 128  # windows the int8 quantiser calibrates its activation ranges on
 ALL_CORES = 0  # onnxruntime's intra-op default
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """Where ``--precision int8`` takes its calibration windows from (``verify_inputs.calibration_windows``).
+
+    Attributes:
+        audio: audio files (the export's ``--audio``).
+        manifest: manifest whose ``train`` split (else ``test``) gives the songs (the export's ``--manifest``;
+            default: data/demo when present).
+        max_windows: at most this many windows, spread evenly over the songs.
+    """
+
+    audio: tuple[Path, ...] = ()
+    manifest: Path | None = None
+    max_windows: int = CALIBRATION_WINDOWS
 
 
 @dataclass(frozen=True)
@@ -21,11 +38,13 @@ class ExportOptions:
         precision: one of ``spec.PRECISIONS`` that the format declares.
         optimize: fused attention (fp32 only, formats that declare an optimised bar).
         settings: the format's own options by parameter name (e.g. ``{"opset": 18}`` for ONNX).
+        calibration: the int8 calibration windows' source (other precisions ignore it).
     """
 
     precision: str = FP32
     optimize: bool = False
     settings: Mapping[str, Any] = field(default_factory=dict)
+    calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
 
 
 @dataclass(frozen=True)

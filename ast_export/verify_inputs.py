@@ -8,6 +8,10 @@
   agreement is measured on the ``--audio`` files or the test signals, and a WARNING says plainly that the
   accuracy bar was **not** checked (we warn rather than refuse, so a user with no labelled data can still
   export fp16/int8; the report's ``heldout_source`` records it).
+- **Calibration windows** (``--precision int8``; :func:`calibration_windows`): the same sources, in the same
+  order, except that a manifest gives its ``train`` split (the songs verification judges on are not the ones
+  the quantiser saw; the ``test`` split only when there is no ``train`` one). The caller warns when it gets
+  test signals.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ logger = logging.getLogger(__name__)
 AUDIO_KIND = "audio"
 SIGNAL_KIND = "test signal"
 SIGNAL_SOURCE = "test signals (no real audio)"
+CALIBRATION_SPLIT = "train"
 
 
 @dataclass
@@ -62,18 +67,33 @@ def _signal_songs(geo: Geometry) -> list[Song]:
     return window_songs(signal_songs(geo.sample_rate), geo.window, geo.hop)
 
 
-def _pool_songs(geo: Geometry, options: VerifyOptions, labelled: list[Song], manifest: Path | None
+def resolve_manifest(manifest: Path | None) -> Path | None:
+    """``--manifest``, else data/demo's when present, else None."""
+    if manifest is not None:
+        return manifest
+    return DEMO_MANIFEST if DEMO_MANIFEST.exists() else None
+
+
+def _manifest_songs(geo: Geometry, labels: list[str], manifest: Path | None, split: str
+                    ) -> tuple[list[Song], str]:
+    """The decoded ``split`` songs of ``manifest`` (none without one) and their description."""
+    if manifest is None:
+        return [], "none"
+    songs = load_songs(labelled_songs(manifest, labels, split), geo.sample_rate, geo.window, geo.hop)
+    return songs, f"{manifest} ({split} split)"
+
+
+def _pool_songs(geo: Geometry, audio: tuple[Path, ...], labelled: list[Song], labelled_source: str
                 ) -> tuple[list[Song], str, str]:
-    """The songs the parity pool is cut from, their description and the pool's kind."""
-    if options.audio:
-        songs = load_songs([(Path(p), None) for p in options.audio], geo.sample_rate, geo.window, geo.hop)
+    """The songs a pool is cut from: ``audio`` files, else ``labelled``, else the test signals; their
+    description and the pool's kind."""
+    if audio:
+        songs = load_songs([(Path(p), None) for p in audio], geo.sample_rate, geo.window, geo.hop)
         if not songs:
             raise VerifyInputError("none of the --audio files could be decoded (see the warnings above)")
         return songs, "audio files", AUDIO_KIND
     if labelled:
-        return labelled, f"{manifest} ({HELD_OUT_SPLIT} split)", AUDIO_KIND
-    logger.warning("no real audio (no --audio, no --manifest, no %s): the parity pool is deterministic "
-                   "test signals (noise, silence, clipped chords, chirps)", DEMO_MANIFEST)
+        return labelled, labelled_source, AUDIO_KIND
     return _signal_songs(geo), SIGNAL_SOURCE, SIGNAL_KIND
 
 
@@ -92,14 +112,29 @@ def build_inputs(geo: Geometry, labels: list[str], options: VerifyOptions, want_
                  ) -> VerifyInputs:
     """The parity pool (``options.max_windows`` windows + the edge signals) and, if ``want_heldout``, the
     held-out songs (see the module docstring for where each comes from)."""
-    manifest = options.manifest if options.manifest is not None else \
-        (DEMO_MANIFEST if DEMO_MANIFEST.exists() else None)
-    labelled = load_songs(labelled_songs(manifest, labels), geo.sample_rate, geo.window, geo.hop) \
-        if manifest is not None else []
-    songs, source, kind = _pool_songs(geo, options, labelled, manifest)
+    manifest = resolve_manifest(options.manifest)
+    labelled, labelled_source = _manifest_songs(geo, labels, manifest, HELD_OUT_SPLIT)
+    songs, source, kind = _pool_songs(geo, options.audio, labelled, labelled_source)
+    if kind == SIGNAL_KIND:
+        logger.warning("no real audio (no --audio, no --manifest, no %s): the parity pool is deterministic "
+                       "test signals (noise, silence, clipped chords, chirps)", DEMO_MANIFEST)
     edges, edge_kinds = edge_windows(geo.window, geo.sample_rate)  # [4, S]
     pool = parity_pool(songs, options.max_windows)  # [N, S]
     result = VerifyInputs(np.concatenate([pool, edges]), [kind] * len(pool) + edge_kinds, source)
     if want_heldout:
         result.heldout, result.heldout_source = _heldout(geo, songs, source, labelled, manifest)
     return result
+
+
+def calibration_windows(geo: Geometry, labels: list[str], audio: tuple[Path, ...], manifest: Path | None,
+                        max_windows: int) -> tuple[np.ndarray, str, str]:
+    """Up to ``max_windows`` windows to calibrate int8 on: [N, S], their description and kind (module
+    docstring: ``audio`` files, else the manifest's train split, else its test split, else test signals)."""
+    manifest = resolve_manifest(manifest)
+    labelled, labelled_source = [], "none"
+    if not audio:
+        labelled, labelled_source = _manifest_songs(geo, labels, manifest, CALIBRATION_SPLIT)
+        if not labelled:
+            labelled, labelled_source = _manifest_songs(geo, labels, manifest, HELD_OUT_SPLIT)
+    songs, source, kind = _pool_songs(geo, audio, labelled, labelled_source)
+    return parity_pool(songs, max_windows), source, kind  # [N, S]

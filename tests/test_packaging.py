@@ -49,7 +49,7 @@ def test_base_install_is_the_runtime_alone() -> None:
 def test_extras_hold_the_training_and_export_stacks() -> None:
     extras = _project()["optional-dependencies"]
     assert {"torch", "torchaudio", "torchvision", "timm"} <= _names(extras["train"])
-    assert {"onnx", "onnxscript", "ast-sampleid"} <= _names(extras["export"])  # export = onnx + [train]
+    assert {"onnx", "onnxscript", "nncf", "ast-sampleid"} <= _names(extras["export"])  # onnx, int8, [train]
     assert {"starlette", "uvicorn", "prometheus-client"} <= _names(extras["http"])
     assert not _names(extras["http"]) & set(TRAINING_STACK)
 

@@ -13,7 +13,7 @@ import soundfile as sf
 from ast_export.errors import VerifyInputError
 from ast_export.options import VerifyOptions
 from ast_export.signals import EDGE_KINDS, edge_windows, signal_song
-from ast_export.verify_inputs import SIGNAL_KIND, Geometry, build_inputs
+from ast_export.verify_inputs import SIGNAL_KIND, Geometry, build_inputs, calibration_windows
 
 RATE = 16000
 GEO = Geometry(RATE, window=RATE, hop=RATE // 2)  # 1 s windows keep these tests cheap
@@ -97,3 +97,15 @@ def test_decoding_is_the_contracts(tmp_path: Path, caplog: pytest.LogCaptureFixt
     assert [r.getMessage() for r in caplog.records] == [f"{path}: replaced 3 non-finite samples (NaN/Inf) with 0"]
     window = inputs.windows[0]
     assert np.isfinite(window).all() and not window[:3].any() and np.abs(window).max() == 1.0
+
+
+def test_calibration_windows_prefer_audio_then_train_split(tmp_path: Path) -> None:
+    """int8 calibration reads the user's audio the way the parity pool does, but a manifest's train split."""
+    manifest = _manifest(tmp_path)
+    windows, source, kind = calibration_windows(GEO, LABELS, (), manifest, max_windows=3)
+    assert windows.shape == (3, GEO.window) and source.endswith("(train split)") and kind == "audio"
+    song = _song(tmp_path / "c.wav", 2)
+    _, source, _ = calibration_windows(GEO, LABELS, (song,), manifest, max_windows=3)
+    assert source == "audio files"
+    windows, source, kind = calibration_windows(GEO, LABELS, (), None, max_windows=5)
+    assert kind == SIGNAL_KIND and len(windows) == 5
