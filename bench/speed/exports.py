@@ -1,12 +1,16 @@
 """Exported artifacts for the bench, cached under bench/.cache/<config>-<seed>-<source digest>/.
 
 Everything comes from ast_export's Python API: the fp32 graph is exported once (``export_fp32_model``) and
-the optimised / int8 / fp16 graphs are derived from it with ``ast_export.onnx_precision``, then written with
-``write_onnx`` (metadata + checks), exactly as ``ast-export onnx [--optimize|--precision int8|fp16]`` does, minus
-the parity verification (the bench measures agreement itself). Should a variant fail in ast_export, the
-bench derives it locally with ORT's tools and says so in the export log (``bench-local: ...``).
-``onnx_int8_pc`` is always bench-local: int8 of the *fused* graph (per-channel, reduce_range off for VNNI,
-frontend left in fp32), to see whether quantising after fusion is faster.
+the optimised / fp16 graphs are derived from it with ``ast_export.onnx_precision`` and the int8 graph with
+``ast_export.onnx_int8.to_int8`` (NNCF static QDQ), then written with ``write_onnx`` (metadata + checks),
+exactly as ``ast-export onnx [--optimize|--precision int8|fp16]`` does, minus the parity verification (the
+bench measures agreement itself). int8 is calibrated on ``CALIBRATION_WINDOWS`` music-like clips
+(``synth.music_clips``, seed :data:`INT8_CALIBRATION_SEED`, not the timing pool's ``run.POOL_SEED``), as many
+windows as a user's ``--manifest`` would give. Should a variant fail in ast_export, the bench derives it
+locally with ORT's tools and says so in the export log (``bench-local: ...``; for int8 that is ORT dynamic
+quantisation, not what users get). ``onnx_int8_pc`` is always bench-local: ORT *dynamic* int8 of the *fused*
+graph (per-channel, reduce_range off for VNNI, frontend left in fp32), to see whether quantising after fusion
+is faster.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ FILENAMES = {
     "onnx_fp16": "model.fp16.onnx",
 }
 EXPORT_TIMEOUT_S = 900
+INT8_CALIBRATION_SEED = 7  # int8 calibration clips; the timing pool uses run.POOL_SEED = 1
 # Ops whose counts tell whether a variant is what it claims (fused attention, int8 matmuls, fp16 casts).
 CHECK_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "LayerNormalization", "BiasGelu",
-             "FastGelu", "Gelu", "MatMulInteger", "DynamicQuantizeMatMul", "QAttention", "MatMul", "Cast")
+             "FastGelu", "Gelu", "MatMulInteger", "DynamicQuantizeMatMul", "QAttention", "QuantizeLinear",
+             "DequantizeLinear", "MatMul", "Cast")
 
 
 _SOURCES: dict[Path, object] = {}
@@ -93,15 +99,27 @@ def _variant(precision: str, local: Callable[[BenchModel, Path], str]) -> Callab
             fp32 = _fp32_model(bm.weights)
             if precision == "fp32-optimized":
                 model, info = onnx_precision.optimize(fp32, cfg.num_heads, cfg.embed_dim, cfg.depth)
+            elif precision == "int8":
+                model, info = _int8(bm, fp32)
             else:
                 model, info = getattr(onnx_precision, f"to_{precision}")(fp32)
             _write(bm.weights, model, out, info)
-            return f"ast_export.onnx_precision ({precision}): {info.notes()}"
+            return f"ast_export ({precision}): {info.notes()}"
         except Exception as err:  # noqa: BLE001 - exporter lacks the variant or failed: derive locally
             log.warning("ast_export %s variant failed (%s); deriving locally", precision, str(err)[:300])
             return f"ast_export failed ({type(err).__name__}: {str(err)[:160]}); " + local(bm, out)
 
     return build
+
+
+def _int8(bm: BenchModel, fp32: object) -> tuple[object, object]:
+    """``ast_export.onnx_int8.to_int8`` (what ``ast-export onnx --precision int8`` runs) on music-like clips."""
+    from ast_export.onnx_int8 import Calibration, to_int8
+    from ast_export.options import CALIBRATION_WINDOWS
+    from bench.speed.synth import music_clips
+
+    clips = music_clips(CALIBRATION_WINDOWS, bm.window_samples, seed=INT8_CALIBRATION_SEED)  # [N, S]
+    return to_int8(fp32, Calibration(clips, f"bench music_clips seed {INT8_CALIBRATION_SEED}"))
 
 
 def _local_optimized(bm: BenchModel, out: Path) -> str:

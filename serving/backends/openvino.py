@@ -6,7 +6,8 @@ No re-export: ``ov.Core().read_model`` reads the ONNX graph, and its ``metadata_
 
 Precision (``INFERENCE_PRECISION_HINT``): an fp32 (or fp16) export compiles at ``fp32`` (``f32``), ``bf16``
 (AMX / AVX512-BF16) or ``fp16`` (``f16``), each only where the CPU plugin lists the capability; the graph's
-inputs and outputs stay float32. ``int8`` means an int8 export (``ast-export onnx --precision int8``) run as
+inputs and outputs stay float32. ``int8`` means an int8 export (``ast-export onnx --precision int8``: NNCF's
+static QDQ graph, whose QuantizeLinear/DequantizeLinear pairs OpenVINO folds into int8 kernels) run as
 quantised, the rest in f32; a float export is never quantised behind the user's back.
 
 At bf16/fp16 the **frontend stays f32**, as ``ast-export`` keeps it for its fp16/int8 graphs: the graph is cut
