@@ -71,7 +71,7 @@ def test_build_writes_the_folder(built: Path, fp_model: Path) -> None:
     assert table[:, 2].max() <= 10 * 16000  # starts are in the original record's samples
     cal = json.loads((built / CALIBRATION_FILE).read_text())
     assert cal["far"] == 0.01 and cal["threshold"] == 0.99 and cal["generation"] == meta["generation"]
-    assert cal["queries"]["excerpt"] == 9 and len(cal["null_scores"]) >= 9
+    assert cal["queries"]["excerpt"] == 9 and cal["queries"]["song"] == 6 and len(cal["null_scores"]) >= 15
     info = _run("index", "info", built, "--format", "json")
     data = json.loads(info.stdout)
     assert data["records"] == 3 and data["windows"] == table.shape[0] and data["index"] == "flat"
