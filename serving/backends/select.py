@@ -6,12 +6,12 @@ The rule reads ``/proc/cpuinfo`` flags and the export's own precision. It is a p
 from it, not measured on such a CPU).
 
 1. ``openvino`` not installed (or it cannot read the model) -> ORT at the export's precision.
-2. An int8 export -> ORT int8. The export is NNCF's static, calibrated QDQ graph (QuantizeLinear /
-   DequantizeLinear around the encoder's MatMuls, frontend fp32); ORT fuses the pairs into int8 kernels that use
-   VNNI (``avx512_vnni`` / ``avx_vnni``; without VNNI int8 still runs, slower). OpenVINO reads the same graph
-   and runs int8 too: on a 2-core AMD EPYC (Zen 5, family 26), AST-base batch 1, 398 ms/clip vs ORT's 408
-   (both 100 % top-1 agreement with fp32, n = 32): a tie, so the parity-tested ORT path is kept (on the Xeon
-   of NOTES #17 OpenVINO ran the earlier, dynamic int8 graph 1.5-2x slower than ORT).
+2. An int8 export (NNCF's static, calibrated QDQ graph: QuantizeLinear / DequantizeLinear around the encoder's
+   MatMuls, frontend fp32) -> **OpenVINO int8** on a CPU with ``avx512_vnni``, else ORT int8. Both read the
+   same graph and run int8 kernels. One ``make bench`` run on a 2-core AMD EPYC (Zen 5, family 26; NOTES #19e):
+   AST-base 300.6 vs ORT 396.3 ms/clip at batch 1, 310.7 vs 510.4 at batch 8, both 100 % top-1 agreement
+   with fp32 (n = 32); tiny 2.7 vs 3.6 ms/clip at batch 8 (identify batches 16; ORT is ahead at batch 1 only,
+   4.3 vs 3.7). Without AVX-512 VNNI, ORT (its kernels use ``avx_vnni`` too; int8 is emulated without VNNI).
 3. ``--precision bf16`` or ``fp16`` -> OpenVINO (ORT has no such path for a float export).
 4. A float export at ``--precision auto`` on a CPU with AMX-BF16 (``amx_bf16`` + ``amx_tile``) -> OpenVINO
    bf16 (frontend f32): AST-base 0.24 vs 1.05 s/clip (ORT fp32); tiny 2.8x ORT fp32, top-1 agreement 100 %.
@@ -39,6 +39,7 @@ AMX_BF16 = frozenset({"amx_bf16", "amx_tile"})
 VNNI = ("avx512_vnni", "avx_vnni")
 AVX512 = "avx512f"
 AVX512_BF16 = "avx512_bf16"
+AVX512_VNNI = "avx512_vnni"
 AMD = "AuthenticAMD"
 OPENVINO_ONLY = ("bf16", "fp16")
 
@@ -104,6 +105,8 @@ def choose_cpu(flags: frozenset[str], artifact: str, requested: str, openvino: b
     if not openvino:
         return Choice("ort", requested, "openvino is not installed")
     if artifact == "int8" and requested in ("auto", "int8"):
+        if AVX512_VNNI in flags:
+            return Choice("openvino", "int8", "int8 export on a CPU with AVX512-VNNI: OpenVINO int8 is fastest")
         vnni = _flag_list(flags, VNNI)
         note = f"VNNI: {vnni}" if vnni != "none" else "no VNNI on this CPU: int8 is emulated, slower"
         return Choice("ort", "int8", f"int8 export: ORT int8 kernels ({note})")

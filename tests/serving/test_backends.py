@@ -46,8 +46,8 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
         (AVX2, "fp32", "auto", True, ("ort", "auto")),
         (AVX2, "fp32", "fp32", True, ("ort", "fp32")),
         (frozenset(), "fp32", "auto", True, ("ort", "auto")),
-        (AMX, "int8", "auto", True, ("ort", "int8")),  # int8 exports: ORT's VNNI kernels
-        (AVX2, "int8", "auto", True, ("ort", "int8")),
+        (AMX, "int8", "auto", True, ("openvino", "int8")),  # int8 exports: OpenVINO on AVX512-VNNI
+        (AVX2, "int8", "auto", True, ("ort", "int8")),  # ... ORT elsewhere
         (AVX2, "fp32", "bf16", True, ("openvino", "bf16")),  # the capability check is OpenVINO's
         (AMX, "fp32", "fp16", True, ("openvino", "fp16")),
         (AMX, "fp32", "fp32", True, ("openvino", "fp32")),
@@ -78,7 +78,8 @@ def test_cpu_vendor_parsing(tmp_path: Path) -> None:
 
 
 def test_int8_reason_names_vnni() -> None:
-    assert "avx512_vnni" in choose_cpu(AMX, "int8", "auto", True).reason
+    assert "AVX512-VNNI" in choose_cpu(AMX, "int8", "auto", True).reason
+    assert "avx_vnni" in choose_cpu(frozenset({"avx2", "avx_vnni"}), "int8", "auto", True).reason
     assert "no VNNI" in choose_cpu(AVX2, "int8", "auto", True).reason
 
 
