@@ -161,3 +161,15 @@ def test_calibration_maps_raw_scores_to_the_null_cdf() -> None:
     assert cal.threshold_for(0.05, None) == pytest.approx(0.95) and cal.threshold_for(0.05, 0.5) == 0.5
     assert cal.raw_for(cal.score(0.27)) == pytest.approx(0.27, abs=1e-6)
     assert merge_spans([(3.0, 4.0), (0.0, 1.0), (0.5, 2.0)]) == [(0.0, 2.0), (3.0, 4.0)]
+
+
+def test_calibration_leaves_out_duplicates_of_other_records(caplog: pytest.LogCaptureFixture) -> None:
+    """A leave-one-out query that finds the same music in another record is a duplicate, not a null."""
+    from serving.calibration import NullQuery, calibrate
+
+    raws = iter([0.95, 0.2, 0.1, 0.3, 0.15, 0.25, 0.05])
+    queries = [NullQuery("excerpt", np.zeros(4, np.float32), (0, 1)) for _ in range(6)]
+    queries.append(NullQuery("silence", np.zeros(4, np.float32)))
+    cal = calibrate(lambda wave, exclude: next(raws), iter(queries))
+    assert 0.95 not in cal.null_scores and len(cal.null_scores) == 6 and cal.raw_threshold < 0.6
+    assert "same music more than once" in caplog.text
