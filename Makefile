@@ -8,6 +8,9 @@ RUN     := runs/demo
 CATALOGUE := $(RUN)/catalogue
 CONFIG  ?= tiny
 EPOCHS  ?=
+# The demo trains the classifier: on its 4 minutes of records the fingerprint's 5-minute default budget reaches
+# 25/48 forced top-1 (measured 2026-12-02), the classifier 0.94. OBJECTIVE=fingerprint trains the fingerprint.
+OBJECTIVE ?= classify
 
 .PHONY: install data train export index demo test test-install test-all lint bench clean
 
@@ -24,7 +27,7 @@ data: install
 	$(BIN)/python -m training.data.demo_data --out $(DATA)
 
 train: data
-	$(BIN)/ast-train --manifest $(DATA)/manifest.csv --out $(RUN) $(if $(CONFIG),--preset $(CONFIG)) $(if $(EPOCHS),--epochs $(EPOCHS))
+	$(BIN)/ast-train --manifest $(DATA)/manifest.csv --out $(RUN) --objective $(OBJECTIVE) $(if $(CONFIG),--preset $(CONFIG)) $(if $(EPOCHS),--epochs $(EPOCHS))
 
 export: install
 	$(BIN)/ast-export onnx --weights $(RUN)/modelo_audio.pth
@@ -33,8 +36,8 @@ export: install
 index: install
 	$(BIN)/ast-serve index build --model $(RUN)/modelo_audio.onnx --records $(DATA)/records.csv --out $(CATALOGUE)
 
-demo: train export index
-	$(BIN)/ast-serve identify --model $(RUN)/modelo_audio.onnx --index $(CATALOGUE) --format table \
+demo: train export
+	$(BIN)/ast-serve identify --model $(RUN)/modelo_audio.onnx --format table \
 		$$($(BIN)/python -m training.data.manifest_paths $(DATA)/manifest.csv --split test)
 
 test: install
