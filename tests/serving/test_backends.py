@@ -194,12 +194,21 @@ def test_openvino_dynamic_batch_and_outputs_are_copies(fake_model: Path) -> None
     np.testing.assert_array_equal(first, kept)  # a later run did not overwrite an earlier answer
 
 
+def _assert_refused_here(path: Path, precision: str) -> None:
+    """On a CPU whose OpenVINO plugin lacks ``precision``, asking for it is a one-line ModelError naming it."""
+    with pytest.raises(ModelError) as err:
+        ModelSession(path, SessionOptions(device="cpu", backend="openvino", precision=precision))
+    message = str(err.value)
+    assert "\n" not in message and f"--precision {precision}" in message and "no " in message
+
+
 def test_openvino_bf16_top1_agrees(fake_model: Path) -> None:
     pytest.importorskip("openvino")
     from serving.backends.openvino import capabilities
 
-    if "BF16" not in capabilities():
-        pytest.skip("this CPU has no bf16 in OpenVINO")
+    if "BF16" not in capabilities():  # this CPU cannot: the real refusal is what is checked
+        _assert_refused_here(fake_model, "bf16")
+        return
     waves = _waves(64, seed=3)
     ref, _ = ModelSession(fake_model, SessionOptions(device="cpu")).run(waves)
     probs, _ = ModelSession(fake_model, SessionOptions(device="cpu", backend="openvino", precision="bf16")).run(waves)
@@ -289,9 +298,10 @@ def test_low_precision_keeps_the_frontend_f32(tmp_path: Path, precision: str) ->
     pytest.importorskip("openvino")
     from serving.backends.openvino import capabilities
 
-    if {"bf16": "BF16", "fp16": "FP16"}[precision] not in capabilities():
-        pytest.skip(f"this CPU has no {precision} in OpenVINO")
     path = _conv_model(tmp_path / "conv.onnx")
+    if {"bf16": "BF16", "fp16": "FP16"}[precision] not in capabilities():  # this CPU cannot: check the refusal
+        _assert_refused_here(path, precision)
+        return
     waves = _waves(32, seed=5)
     ref_p, ref_e = ModelSession(path, SessionOptions(device="cpu")).run(waves)
     sess = ModelSession(path, SessionOptions(device="cpu", backend="openvino", precision=precision))

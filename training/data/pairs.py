@@ -14,7 +14,8 @@ A pair is two waveform windows of ``W`` samples that hold the same music:
   contain the same sample, processed differently by their producers).
 
 Everything is drawn from the ``numpy.random.Generator`` passed in, so a seed gives the same pairs.
-Ported from ``bench/experiments/fingerprint.py`` (``Beds``, ``segment``, ``make_pair``).
+The recipe of the session-4 experiment script (900 steps: forced top-1 0.339 / 0.367); this is now its only
+copy (the script was removed).
 """
 
 from __future__ import annotations
