@@ -58,7 +58,10 @@ def _model_options(func: Callable) -> Callable:
         click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
                      expose_value=False, callback=_remember,
                      help="Compute precision. auto: the export's, or the CPU rule's with --backend auto. "
-                          "bf16/fp16: OpenVINO; int8: an int8 export.")
+                          "bf16/fp16: OpenVINO; int8: an int8 export."),
+        click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
+                     expose_value=False, callback=_remember,
+                     help="OpenVINO: batches split into this many parts run concurrently (threads shared)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -77,7 +80,7 @@ def _open_session(model: str | None, device: str, threads: int) -> ModelSession:
     backend, precision = meta.get("ast_serve.backend", "auto"), meta.get("ast_serve.precision", "auto")
     try:
         return ModelSession(path, SessionOptions(device=device, intra_threads=threads, backend=backend,
-                                                 precision=precision))
+                                                 precision=precision, streams=meta.get("ast_serve.streams", 1)))
     except ModelError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_USAGE)

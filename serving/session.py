@@ -61,6 +61,7 @@ class SessionOptions:
         precision: ``auto`` (the export's, or the CPU rule's under ``backend="auto"``), ``fp32``, ``bf16``,
             ``fp16`` or ``int8``.
         spinning: ORT: idle worker threads busy-wait; ``None`` = the measured default (off).
+        streams: OpenVINO: concurrent parts each batch is split into (the threads are shared among them).
     """
 
     device: str = "auto"
@@ -70,6 +71,7 @@ class SessionOptions:
     backend: str = "ort"
     precision: str = "auto"
     spinning: bool | None = None
+    streams: int = 1
 
 
 def _check_options(opts: SessionOptions) -> None:
@@ -89,7 +91,7 @@ def _ort_config(opts: SessionOptions) -> OrtConfig:
 def _openvino(path: str, opts: SessionOptions, precision: str, model: object = None) -> Backend:
     from serving.backends.openvino import OpenVinoBackend, OpenVinoConfig
 
-    return OpenVinoBackend(path, OpenVinoConfig(threads=opts.intra_threads), precision, model)
+    return OpenVinoBackend(path, OpenVinoConfig(threads=opts.intra_threads, streams=opts.streams), precision, model)
 
 
 def _ort(path: str, opts: SessionOptions) -> tuple[Backend, str]:

@@ -182,18 +182,33 @@ class OpenVinoBackend:
         self.compiled = _compile(model if parts is None else parts[1], self.config, self.precision, path)
         by_name = {spec.name: port for spec, port in zip(outputs, self.compiled.outputs, strict=True)}
         self._outputs = [by_name[name] for name in OUTPUT_NAMES]
-        self._request = self.compiled.create_infer_request()
-        self._front_request = None if self._front is None else self._front.create_infer_request()
+        self._requests = [(None if self._front is None else self._front.create_infer_request(),
+                           self.compiled.create_infer_request()) for _ in range(max(1, self.config.streams))]
         self._lock = threading.Lock()
 
     def run(self, waves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Score contiguous float32 windows ``[n, W]`` -> ``(probs [n, C], embedding [n, D])``."""
+        """Score contiguous float32 windows ``[n, W]`` -> ``(probs [n, C], embedding [n, D])``.
+
+        With several streams the batch is split into one contiguous part per stream, run concurrently.
+        """
         with self._lock:
-            inputs: dict[int, np.ndarray] = {0: waves}
-            if self._front_request is not None:  # f32 features, then the encoder at the hint
-                inputs[1] = self._front_request.infer({0: waves})[self._front.outputs[0]]
-            result = self._request.infer(inputs)
-            probs, emb = (np.array(result[port], dtype=np.float32, copy=True) for port in self._outputs)
+            parts = np.array_split(waves, min(len(self._requests), max(1, waves.shape[0])))  # [n_i, W] each
+            pairs = self._requests[:len(parts)]
+            for (front, _), part in zip(pairs, parts, strict=True):
+                if front is not None:  # f32 features first, then the encoder at the hint
+                    front.start_async({0: part})
+            for (front, encoder), part in zip(pairs, parts, strict=True):
+                inputs: dict[int, np.ndarray] = {0: part}
+                if front is not None:
+                    front.wait()
+                    inputs[1] = front.get_output_tensor(0).data
+                encoder.start_async(inputs)
+            outs = []
+            for _, encoder in pairs:
+                encoder.wait()
+                outs.append([np.array(encoder.get_tensor(port).data, dtype=np.float32, copy=True)
+                             for port in self._outputs])
+        probs, emb = (np.concatenate(col) if len(outs) > 1 else col[0] for col in zip(*outs, strict=True))
         return probs, emb
 
 

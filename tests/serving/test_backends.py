@@ -312,3 +312,25 @@ def test_low_precision_keeps_the_frontend_f32(tmp_path: Path, precision: str) ->
     fp32 = ModelSession(path, SessionOptions(device="cpu", backend="openvino", precision="fp32"))
     assert fp32.backend._front is None
     assert np.abs(fp32.run(waves)[0] - ref_p).max() <= ORT_PROBS_MAX_ABS
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_openvino_streams_split_the_batch_with_the_same_answers(tmp_path: Path, precision: str) -> None:
+    """``--streams 2`` runs each batch as two concurrent parts (frontend request, then encoder, per part):
+    the same rows, in order, for any batch size."""
+    pytest.importorskip("openvino")
+    from serving.backends.openvino import capabilities
+
+    path = _conv_model(tmp_path / "conv.onnx")
+    if precision == "bf16" and "BF16" not in capabilities():  # this CPU cannot: check the refusal
+        _assert_refused_here(path, precision)
+        return
+    one = ModelSession(path, SessionOptions(device="cpu", backend="openvino", precision=precision))
+    two = ModelSession(path, SessionOptions(device="cpu", backend="openvino", precision=precision, streams=2))
+    assert (two.backend._front is not None) == (precision == "bf16")
+    for n in (1, 2, 7, 16):
+        waves = _waves(n, seed=n)
+        (p1, e1), (p2, e2) = one.run(waves), two.run(waves)
+        assert p2.shape == (n, len(LABELS)) and e2.shape == e1.shape
+        np.testing.assert_allclose(p2, p1, atol=ORT_PROBS_MAX_ABS)
+        np.testing.assert_allclose(e2, e1, atol=ORT_EMBED_MAX_ABS)
