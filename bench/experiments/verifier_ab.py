@@ -76,12 +76,20 @@ def detrend(x: np.ndarray, frames: int = DETREND_FRAMES) -> np.ndarray:
     return (x - (c[hi] - c[lo]) / (hi - lo)[:, None]).astype(np.float32)
 
 
+def _overlap(song: np.ndarray, record: np.ndarray, base: int) -> tuple[np.ndarray, int] | None:
+    """The song frames that ``record`` placed at ``base`` covers, and the new base (None: too few)."""
+    lo, hi = max(0, -base), min(song.shape[0], record.shape[0] - base)
+    if hi - lo < max(va.MIN_FRAMES, va.MIN_OVERLAP * song.shape[0]):
+        return None
+    return song[lo:hi], base + lo
+
+
 def bands_lag(song: np.ndarray, record: np.ndarray, base: int, max_lag: int,
               fraction: float = TOP_BANDS, trend: int = 0) -> tuple[float, int]:
-    lo, hi = max(0, -base), min(song.shape[0], record.shape[0] - base)  # the song frames lag 0 covers
-    if hi - lo < max(va.MIN_FRAMES, va.MIN_OVERLAP * song.shape[0]):
+    cropped = _overlap(song, record, base)
+    if cropped is None:
         return va.NO_SCORE, 0
-    song, base = song[lo:hi], base + lo
+    song, base = cropped
     if trend:
         song, record = detrend(song, trend), detrend(record, trend)
     out = band_scores(song, record, base, max_lag)
@@ -114,10 +122,10 @@ def dilate(m: np.ndarray, r: int = TOLERANCE) -> np.ndarray:
 
 def peaks_lag(song: np.ndarray, record: np.ndarray, base: int, max_lag: int) -> tuple[float, int]:
     """Fraction of the record's spectral peaks that the song has too (within the tolerance), beyond chance."""
-    lo, hi = max(0, -base), min(song.shape[0], record.shape[0] - base)
-    if hi - lo < max(va.MIN_FRAMES, va.MIN_OVERLAP * song.shape[0]):
+    cropped = _overlap(song, record, base)
+    if cropped is None:
         return va.NO_SCORE, 0
-    song, base = song[lo:hi], base + lo
+    song, base = cropped
     frames = song.shape[0]
     first, last = max(0, base - max_lag), min(record.shape[0] - frames, base + max_lag)
     if last < first:
