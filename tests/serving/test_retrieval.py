@@ -17,7 +17,7 @@ from serving.matches import Match, SongResult
 from serving.output import make_writer
 from serving.retrieval import merge_spans
 
-from serving.verify_align import log_spectrogram, verify, warp
+from serving.verify_align import log_spectrogram, verify
 from serving.voting import by_record, occurrences
 from tests.serving.fake_model import build_fingerprint_model
 from tests.serving.retrieval_helpers import records_csv, song_from, synth_record, write
@@ -126,16 +126,30 @@ def test_verification_recovers_speed_and_offset() -> None:
     spec = log_spectrogram(fast, RATE)
     # the truth: song time t <-> record time 2.0 + 1.05 (t - 1.0); voted near speed 1.0
     align = verify(spec[60:300], 60 * 256 / RATE, record, RATE, 2.0 / 1.0 - 1.0 + 0.1, 1.0, 1.12)
-    assert align.score > 0.8 and align.speed == pytest.approx(1.05, abs=0.02)
+    assert align.score > 0.5 and align.speed == pytest.approx(1.05, abs=0.02)  # 0.68; another record: 0.19
     t = 3.0
     assert align.speed * (t + align.offset_s) == pytest.approx(2.0 + 1.05 * (t - 1.0), abs=0.1)
-    assert warp(spec, 1.0, 1.1) is spec and warp(spec, 2.0, 1.1).shape[0] == (spec.shape[0] + 1) // 2
+
+
+def test_a_long_segment_between_grid_speeds_still_verifies() -> None:
+    """8 s of a record played 1.05x faster, voted at 1.0: the fine grid grows with the segment, so a speed error
+    does not drift the peaks apart at its ends (a fixed 9-speed grid scored 0.21 here, at a wrong speed)."""
+    record = synth_record(3)
+    song = song_from(record, 2.0, 12.0, 1.05, [1.0], 12.0, noise=0.01, gain=1.0)
+    spec = log_spectrogram(song, RATE)
+    align = verify(spec[60:560], 60 * 256 / RATE, record, RATE, 1.1, 1.0, 1.12)
+    assert align.score > 0.5 and align.speed == pytest.approx(1.05, abs=0.01)
+    t = 5.0
+    assert align.speed * (t + align.offset_s) == pytest.approx(2.0 + 1.05 * (t - 1.0), abs=0.05)
+    other = verify(spec[60:560], 60 * 256 / RATE, synth_record(1), RATE, 1.1, 1.0, 1.12)
+    assert other.score < 0.3
 
 
 @pytest.mark.parametrize("kind", ["tempo", "pitch"])
 def test_verification_holds_under_tempo_only_and_pitch_only_changes(kind: str) -> None:
     """A tempo change that keeps the pitch, or a pitch shift that keeps the tempo, still verifies strongly
-    (0.91 and 0.90 with the tempo-only and pitch-only hypotheses; 0.84 and 0.76 with turntable speeds alone)."""
+    (peak scores 0.67 and 0.75 with the tempo-only and pitch-only hypotheses; 0.67 and 0.41 with turntable
+    speeds alone, whose +-1 band tolerance absorbs the 8 % tempo change; another record scores 0.19-0.23)."""
     from training.data.augment import change_speed, time_stretch  # numpy + soxr; tests may use training's tools
 
     record = synth_record(3)
@@ -148,7 +162,7 @@ def test_verification_holds_under_tempo_only_and_pitch_only_changes(kind: str) -
     spec = log_spectrogram(song, RATE)
     frames = int((1.0 + 3.0) * RATE / 256)
     align = verify(spec[70:frames], 70 * 256 / RATE, record, RATE, 2.0 / speed - 1.0, speed, 1.12)
-    assert align.score > 0.88 and align.speed == pytest.approx(speed, abs=0.03)  # turntable only: 0.84 / 0.76
+    assert align.score > 0.55 and align.speed == pytest.approx(speed, abs=0.03)
 
 
 def test_calibration_maps_raw_scores_to_the_null_cdf() -> None:
