@@ -127,20 +127,21 @@ def _fused(row: dict, name: str) -> dict[str, float]:
     return {c: row[name][c] - RANK_PENALTY * i for i, c in enumerate(row["candidates"]) if c in row[name]}
 
 
-def _top1(rows: list[dict], split: str, scores) -> str:
-    sel = [r for r in rows if r["split"] == split]
-    return f"{np.mean([bool(s := scores(r)) and max(s, key=s.get) == r['truth'] for r in sel]):.3f}" if sel else "-"
+def _top1(rows: list[dict], split: str, name: str, fused: bool) -> str:
+    """Top-1 of one variant over one split, as ``a / b`` cells are built."""
+    hits = []
+    for r in (r for r in rows if r["split"] == split):
+        scores = _fused(r, name) if fused else r[name]
+        hits.append(bool(scores) and max(scores, key=scores.get) == r["truth"])
+    return f"{np.mean(hits):.3f}" if hits else "-"
 
 
 def report(rows: list[dict], names: list[str]) -> str:
     lines = ["| variant | top-1 test / open | fused with the vote rank | recall test / open | AUC right vs best wrong |",
              "|---|---|---|---|---|"]
     for name in names:
-        cells, right, wrong = [], [], []
-        for split in ("test", "open"):
-            cells.append(_top1(rows, split, lambda r: r[name]) + " / ")
-        for split in ("test", "open"):
-            cells.append(_top1(rows, split, lambda r: _fused(r, name)) + " / ")
+        right, wrong = [], []
+        alone, fused = (" / ".join(_top1(rows, split, name, f) for split in ("test", "open")) for f in (False, True))
         for r in rows:
             if r["truth"] in r[name]:
                 right.append(r[name][r["truth"]])
@@ -148,8 +149,7 @@ def report(rows: list[dict], names: list[str]) -> str:
                 if others:
                     wrong.append(max(others))
         recall = [np.mean([r["truth"] in r["candidates"] for r in rows if r["split"] == s]) for s in ("test", "open")]
-        lines.append(f"| {name} | {cells[0]}{cells[1][:-3]} | {cells[2]}{cells[3][:-3]} | {recall[0]:.3f} / "
-                     f"{recall[1]:.3f} | {_auc(right, wrong):.3f} |")
+        lines.append(f"| {name} | {alone} | {fused} | {recall[0]:.3f} / {recall[1]:.3f} | {_auc(right, wrong):.3f} |")
     return "\n".join(lines)
 
 

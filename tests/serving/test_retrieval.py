@@ -16,7 +16,6 @@ from serving.cli import main
 from serving.matches import Match, SongResult
 from serving.output import make_writer
 from serving.retrieval import merge_spans
-
 from serving.verify_align import log_spectrogram, verify
 from serving.voting import by_record, occurrences
 from tests.serving.fake_model import build_fingerprint_model
@@ -150,7 +149,10 @@ def test_verification_holds_under_tempo_only_and_pitch_only_changes(kind: str) -
     """A tempo change that keeps the pitch, or a pitch shift that keeps the tempo, still verifies strongly
     (peak scores 0.67 and 0.75 with the tempo-only and pitch-only hypotheses; 0.67 and 0.41 with turntable
     speeds alone, whose +-1 band tolerance absorbs the 8 % tempo change; another record scores 0.19-0.23)."""
-    from training.data.augment import change_speed, time_stretch  # numpy + soxr; tests may use training's tools
+    from training.data.augment import (  # numpy + soxr; tests may use training's tools
+        change_speed,
+        time_stretch,
+    )
 
     record = synth_record(3)
     piece = record[int(2.0 * RATE):int(7.0 * RATE)]
