@@ -155,9 +155,9 @@ class Hypotheses:
         step = np.log(max(scale_ratio, 1.0 + 1e-6))  # one catalogue step, per side
         per_side = int(np.clip(np.ceil(step * frames / (2 * TOLERANCE_FRAMES)), FINE_SCALE_STEPS, MAX_FINE_STEPS))
         fines = speed * np.exp(np.linspace(-step, step, 2 * per_side + 1))  # [F]
-        pitches = speed * 2.0 ** (np.array(PITCH_SEMITONES) / 12)  # [P]: the record's speed-shift, then more
-        scale = np.concatenate([fines, fines, np.full(len(pitches), speed)])
-        pitch = np.concatenate([fines, np.ones_like(fines), 2.0 ** (np.array(PITCH_SEMITONES) / 12)])
+        shifted = 2.0 ** (np.array(PITCH_SEMITONES) / 12)  # [P] pitch-only ratios, at the voted tempo
+        scale = np.concatenate([fines, fines, np.full(len(shifted), speed)])
+        pitch = np.concatenate([fines, np.ones_like(fines), shifted])
         return cls(scale, np.log(pitch) / np.log(ratio))
 
 
