@@ -120,9 +120,17 @@ class Retriever:
     def candidates(self, wave: np.ndarray, exclude: tuple[int, int] | None = None,
                    min_votes: int | None = None) -> list[Verified]:
         """Verified candidates of a song, best raw score first (none when nothing votes consistently)."""
+        ranked, song = self.voted(wave, exclude, min_votes)
+        verified = [v for rank, rv in enumerate(ranked) if (v := self._verify(rv, song, rank)) is not None]
+        verified.sort(key=lambda v: -v.raw)
+        return verified
+
+    def voted(self, wave: np.ndarray, exclude: tuple[int, int] | None = None,
+              min_votes: int | None = None) -> tuple[list[RecordVotes], _Song | None]:
+        """The candidate records by votes, most first, and the song as verification sees it (None: no votes)."""
         starts, emb = embed_wave(self.session, wave, self.hop, self.opts.batch_size)
         if emb.shape[0] == 0 or self.catalogue.store.ntotal == 0:
-            return []
+            return [], None
         k = min(self.opts.k, self.catalogue.store.ntotal)
         sims, ids = self.catalogue.store.search(emb, k, exclude)  # [m, k]
         song_t = starts / self.rate  # [m]
@@ -130,11 +138,8 @@ class Retriever:
                             self.hop / self.rate, self.opts.min_votes if min_votes is None else min_votes)
         ranked = by_record(found, max(self.opts.candidates, self.opts.top_k))
         if not ranked:
-            return []
-        song = _Song(song_t, log_spectrogram(wave, self.rate), wave.shape[0] / self.rate)  # one STFT per song
-        verified = [v for rank, rv in enumerate(ranked) if (v := self._verify(rv, song, rank)) is not None]
-        verified.sort(key=lambda v: -v.raw)
-        return verified
+            return [], None
+        return ranked, _Song(song_t, log_spectrogram(wave, self.rate), wave.shape[0] / self.rate)  # one STFT
 
     def _record(self, index: int) -> np.ndarray | None:
         entry = self.catalogue.meta.records[index]

@@ -54,6 +54,7 @@ NO_SCORE = -1.0
 PITCH_SEMITONES = (-3, -2, -1, 1, 2, 3)  # pitch-only hypotheses (the producer chain's +-3 semitones)
 PEAK_FRAMES, PEAK_BANDS = 3, 2  # a peak is the maximum of its (2 * 3 + 1) frames x (2 * 2 + 1) bands
 TOLERANCE_FRAMES, TOLERANCE_BANDS = 1, 1  # a record peak is found when the song has one within +-1 frame and band
+STATISTIC = "lift"  # what ranks hypotheses: "lift" (:func:`beyond_chance`) or "z" (:func:`z_beyond_chance`)
 
 
 @dataclass
@@ -137,6 +138,14 @@ def beyond_chance(hits: np.ndarray, count: np.ndarray, expected: np.ndarray) -> 
     return np.where(count >= MIN_PEAKS, lift, NO_SCORE)
 
 
+def z_beyond_chance(hits: np.ndarray, count: np.ndarray, expected: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """The hits beyond chance in standard deviations of the chance count (``variance`` = the sum of p (1 - p)
+    over the peaks): the same null spread whatever the number of peaks, so a hypothesis with few peaks does not
+    win the maximum by luck; :data:`NO_SCORE` below :data:`MIN_PEAKS` peaks."""
+    hits, count, expected, variance = (np.asarray(x, np.float64) for x in (hits, count, expected, variance))
+    return np.where(count >= MIN_PEAKS, (hits - expected) / np.sqrt(np.maximum(variance, 1e-6)), NO_SCORE)
+
+
 def band_ratio(sample_rate: int) -> float:
     """Frequency ratio between neighbouring bands."""
     return (min(F_MAX, 0.95 * sample_rate / 2) / F_MIN) ** (1.0 / (BANDS + 1))
@@ -188,10 +197,12 @@ def _best_fit(song: SongPeaks, points: tuple[np.ndarray, np.ndarray], hyps: Hypo
         ok = in_band & (rows >= 0) & (rows < frames)  # [H, P]
         at = np.clip(rows, 0, frames - 1)  # [H, P]
         hits = np.where(ok, flat[at * bands + np.clip(cols, 0, bands - 1)], 0).sum(1)  # [H]
-        expected = np.where(ok, song.chance[at], 0.0).sum(1)  # [H]
+        p = np.where(ok, song.chance[at], 0.0)  # [H, P]
+        expected = p.sum(1)  # [H]
         overlap = np.minimum(covered[1] + lag, frames) - np.maximum(covered[0] + lag, 0)  # [H]
-        scores = np.where(overlap >= max(MIN_FRAMES, MIN_OVERLAP * frames),
-                          beyond_chance(hits, ok.sum(axis=1), expected), NO_SCORE)  # [H]
+        stat = (z_beyond_chance(hits, ok.sum(axis=1), expected, (p * (1.0 - p)).sum(1)) if STATISTIC == "z"
+                else beyond_chance(hits, ok.sum(axis=1), expected))  # [H]
+        scores = np.where(overlap >= max(MIN_FRAMES, MIN_OVERLAP * frames), stat, NO_SCORE)  # [H]
         h = int(np.argmax(scores))
         if scores[h] > NO_SCORE and (best is None or scores[h] > best.score):
             best = _Fit(float(scores[h]), h, lag, rows[h][ok[h]], cols[h][ok[h]])
@@ -253,7 +264,8 @@ def matching_part(song: SongPeaks, fit: _Fit) -> tuple[int, int]:
     hit = song.found.ravel()[fit.rows * bands + fit.cols]  # [P']
     hits = np.bincount(fit.rows, weights=hit, minlength=frames)  # [T]
     count = np.bincount(fit.rows, minlength=frames).astype(np.float64)  # [T]
-    part, score = (0, frames), fit.score
+    part = (0, frames)
+    score = float(beyond_chance(hits.sum(), count.sum(), (song.chance * count).sum()))  # = fit.score for "lift"
     for _ in range(TRIM_ROUNDS):
         rate = song.chance + (1.0 - song.chance) * TRIM_FRACTION * max(score, 0.0)  # [T]
         total = np.concatenate([[0.0], np.cumsum(hits - rate * count)])  # [T + 1]

@@ -10,7 +10,7 @@ threshold lives on.
 
     python -m bench.experiments.verifier_ab BENCH --model M.onnx --catalogue CAT [--candidates 8 --k 32]
 
-Variants set constants of :mod:`serving.verify_align` for the duration of their row (:data:`VARIANTS`). The
+Variants set constants of :mod:`serving.verify_align` or :mod:`serving.retrieval` for the duration of their row (:data:`VARIANTS`). The
 normalised cross-correlation it replaced (NOTES #21) is measured by running this tool at commit df038f3.
 """
 
@@ -25,13 +25,12 @@ from pathlib import Path
 import click
 import numpy as np
 
+import serving.retrieval as retrieval
 import serving.verify_align as va
 from serving.catalogue import Catalogue
 from serving.contract import load_audio
-from serving.embedding import embed_wave
-from serving.retrieval import RANK_PENALTY, RetrievalOptions, Retriever, _Song
+from serving.retrieval import RANK_PENALTY, RetrievalOptions, Retriever
 from serving.session import ModelSession, SessionOptions
-from serving.voting import by_record, occurrences
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +48,20 @@ VARIANTS: dict[str, dict[str, object]] = {  # bench/NOTES.md #22 has the rows me
     "tol2_lag8": {"TOLERANCE_FRAMES": 2, "MAX_LAG_FRAMES": 8},
     "coarse_grid": {"MAX_FINE_STEPS": va.FINE_SCALE_STEPS},  # no finer speed grid for longer segments
     "small_peaks": {"PEAK_FRAMES": 2, "PEAK_BANDS": 1},  # denser peaks
+    "z": {"STATISTIC": "z"},  # hits beyond chance in null standard deviations
+    "occ1": {"VERIFY_OCCURRENCES": 1},  # serving.retrieval's: occurrences verified per candidate
+    "occ4": {"VERIFY_OCCURRENCES": 4},
+    "z_occ4": {"STATISTIC": "z", "VERIFY_OCCURRENCES": 4},
 }
 
 
 def _with(settings: dict[str, object]):
-    """Set ``settings`` on :mod:`serving.verify_align`; returns the previous values."""
-    old = {name: getattr(va, name) for name in settings}
+    """Set ``settings`` on :mod:`serving.verify_align` (or :mod:`serving.retrieval`, which holds the name);
+    returns the previous values."""
+    module = lambda name: va if hasattr(va, name) else retrieval  # noqa: E731
+    old = {name: getattr(module(name), name) for name in settings}
     for name, value in settings.items():
-        setattr(va, name, value)
+        setattr(module(name), name, value)
     return old
 
 
@@ -64,16 +69,6 @@ def _songs(bench: Path) -> list[tuple[str, str, str]]:
     with open(bench / "manifest.csv", newline="") as fh:
         return [(str(bench / r["song"]), r["sample"], r["split"]) for r in csv.DictReader(fh)
                 if r["split"] in ("test", "open")]
-
-
-def _ranked(ret: Retriever, wave: np.ndarray):
-    starts, emb = embed_wave(ret.session, wave, ret.hop, ret.opts.batch_size)
-    sims, ids = ret.catalogue.store.search(emb, min(ret.opts.k, ret.catalogue.store.ntotal), None)
-    song_t = starts / ret.rate
-    found = occurrences(song_t, sims, ids, ret.catalogue.table, ret.catalogue.scales, ret.rate,
-                        ret.hop / ret.rate, ret.opts.min_votes)
-    song = _Song(song_t, va.log_spectrogram(wave, ret.rate), wave.shape[0] / ret.rate)
-    return by_record(found, ret.opts.candidates), song
 
 
 def _auc(right: list[float], wrong: list[float]) -> float:
@@ -103,7 +98,7 @@ def main(bench: Path, model: str, catalogue: str, candidates: int, k: int, varia
         songs = [s for split in ("test", "open") for s in [x for x in songs if x[2] == split][:limit]]
     rows = []
     for i, (path, truth, split) in enumerate(songs):
-        ranked, song = _ranked(ret, load_audio(path, ret.rate))
+        ranked, song = ret.voted(load_audio(path, ret.rate))
         row = {"song": path, "split": split, "truth": truth,
                "candidates": [cat.meta.records[rv.record].name for rv in ranked]}
         for name in names:
