@@ -189,3 +189,19 @@ def test_calibration_leaves_out_duplicates_of_other_records(caplog: pytest.LogCa
     cal = calibrate(lambda wave, exclude: next(raws), iter(queries))
     assert 0.95 not in cal.null_scores and len(cal.null_scores) == 6 and cal.raw_threshold < 0.6
     assert "same music more than once" in caplog.text
+
+
+def test_the_z_statistic_verifies_the_same_alignment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``STATISTIC = "z"`` (the A/B alternative to the lift, bench/experiments/verifier_ab.py) finds the same
+    speed and offset, and keeps the true record far above another one (measured: z 23.2 vs 5.9)."""
+    import serving.verify_align as va
+
+    monkeypatch.setattr(va, "STATISTIC", "z")
+    record = synth_record(3)
+    song = song_from(record, 2.0, 12.0, 1.05, [1.0], 12.0, noise=0.01, gain=1.0)
+    spec = log_spectrogram(song, RATE)
+    align = verify(spec[60:560], 60 * 256 / RATE, record, RATE, 1.1, 1.0, 1.12)
+    assert align.speed == pytest.approx(1.05, abs=0.01)
+    assert align.speed * (5.0 + align.offset_s) == pytest.approx(2.0 + 1.05 * 4.0, abs=0.05)
+    other = verify(spec[60:560], 60 * 256 / RATE, synth_record(1), RATE, 1.1, 1.0, 1.12)
+    assert align.score > 2 * other.score + 5
