@@ -13,8 +13,8 @@ signal itself, with a cost that depends on the song segment only, never on the c
    :data:`TOLERANCE_FRAMES` over the segment) with the bands shifted as a turntable does, the same
    time-scales with the bands unshifted (**tempo-only**), and the voted time-scale with the bands shifted by
    :data:`PITCH_SEMITONES` semitones (**pitch-only**); each is slid over the song by up to
-   :data:`MAX_LAG_FRAMES` frames. Mapping points costs a lookup per point, so hundreds of hypotheses cost
-   less than one spectrogram;
+   :data:`MAX_LAG_FRAMES` frames. Mapping points costs a lookup per point, and a peak's cells over every lag
+   are one slice of the song's band, so all hypotheses and lags are scored in a few array operations;
 4. the score is a **spectral-peak constellation** match (the idea of audfprint and Panako, without hashing):
    the record's peaks that the song also has within :data:`TOLERANCE_FRAMES` frame and
    :data:`TOLERANCE_BANDS` band, beyond the number that chance finds at the song's local peak density
@@ -183,30 +183,47 @@ class _Fit:
 
 def _best_fit(song: SongPeaks, points: tuple[np.ndarray, np.ndarray], hyps: Hypotheses,
               covered: tuple[np.ndarray, np.ndarray]) -> _Fit | None:
-    """The hypothesis and lag with the best peak score. ``points`` are the record peaks' song frames at lag 0
-    ``[H, P]`` (float) and bands ``[P]``; ``covered`` the song frames where the record segment begins and
-    ends under each hypothesis ``[H]``."""
+    """The hypothesis and lag with the best peak score (the earliest lag, then hypothesis, on a tie).
+    ``points`` are the record peaks' song frames at lag 0 ``[H, P]`` (float) and bands ``[P]``; ``covered``
+    the song frames where the record segment begins and ends under each hypothesis ``[H]``. Every lag is
+    scored at once: a peak's found cells over all lags are one slice of the song's band (:func:`_lagged`)."""
     frames, bands = song.found.shape
+    lags = np.arange(-MAX_LAG_FRAMES, MAX_LAG_FRAMES + 1)  # [L]
     rows0 = np.rint(points[0]).astype(np.int64)  # [H, P]
     cols = np.rint(points[1][None, :] + hyps.shift[:, None]).astype(np.int64)  # [H, P]
     in_band = (cols >= 0) & (cols < bands)
-    flat = song.found.ravel()
-    best: _Fit | None = None
-    for lag in range(-MAX_LAG_FRAMES, MAX_LAG_FRAMES + 1):
-        rows = rows0 + lag
-        ok = in_band & (rows >= 0) & (rows < frames)  # [H, P]
-        at = np.clip(rows, 0, frames - 1)  # [H, P]
-        hits = np.where(ok, flat[at * bands + np.clip(cols, 0, bands - 1)], 0).sum(1)  # [H]
-        p = np.where(ok, song.chance[at], 0.0)  # [H, P]
-        expected = p.sum(1)  # [H]
-        overlap = np.minimum(covered[1] + lag, frames) - np.maximum(covered[0] + lag, 0)  # [H]
-        stat = (z_beyond_chance(hits, ok.sum(axis=1), expected, (p * (1.0 - p)).sum(1)) if STATISTIC == "z"
-                else beyond_chance(hits, ok.sum(axis=1), expected))  # [H]
-        scores = np.where(overlap >= max(MIN_FRAMES, MIN_OVERLAP * frames), stat, NO_SCORE)  # [H]
-        h = int(np.argmax(scores))
-        if scores[h] > NO_SCORE and (best is None or scores[h] > best.score):
-            best = _Fit(float(scores[h]), h, lag, rows[h][ok[h]], cols[h][ok[h]])
-    return best
+    usable = in_band & (rows0 >= -MAX_LAG_FRAMES) & (rows0 < frames + MAX_LAG_FRAMES)  # [H, P]
+    hits, count, expected, variance = _lagged(song, rows0, cols, usable)
+    overlap = (np.minimum(covered[1][:, None] + lags, frames) - np.maximum(covered[0][:, None] + lags, 0))  # [H, L]
+    stat = (z_beyond_chance(hits, count, expected, variance) if STATISTIC == "z"
+            else beyond_chance(hits, count, expected))  # [H, L]
+    scores = np.where(overlap >= max(MIN_FRAMES, MIN_OVERLAP * frames), stat, NO_SCORE).T  # [L, H]
+    at, h = np.unravel_index(int(np.argmax(scores)), scores.shape)
+    if scores[at, h] <= NO_SCORE:
+        return None
+    rows = rows0[h] + lags[at]  # [P]
+    ok = in_band[h] & (rows >= 0) & (rows < frames)
+    return _Fit(float(scores[at, h]), int(h), int(lags[at]), rows[ok], cols[h][ok])
+
+
+def _lagged(song: SongPeaks, rows0: np.ndarray, cols: np.ndarray, usable: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per hypothesis and lag ``[H, L]``: the peaks the song has (hits), the peaks inside the song (count), and
+    the chance count's mean and variance. ``rows0`` ``[H, P]``: each peak's song frame at lag 0; ``cols``
+    ``[H, P]``: its band; ``usable`` ``[H, P]``: the peak lands in the song at some lag (others count nothing)."""
+    frames, bands = song.found.shape
+    pad, width = 2 * MAX_LAG_FRAMES, 2 * MAX_LAG_FRAMES + 1
+    start = np.where(usable, rows0 + MAX_LAG_FRAMES, 0)  # [H, P] where a peak's lags begin in the padded song
+    found = np.pad(song.found.T.astype(np.uint8), ((0, 1), (pad, pad)))  # [B + 1, T + 2 pad], band B is empty
+    lagged = sliding_window_view(found, width, axis=1)[np.where(usable, cols, bands), start]  # [H, P, L]
+    hits = lagged.sum(axis=1, dtype=np.int32)  # [H, L]
+    starts = frames + 2 * MAX_LAG_FRAMES
+    where = (np.arange(len(start))[:, None] * starts + start)[usable]  # [N]
+    per_start = np.bincount(where, minlength=len(start) * starts).reshape(len(start), starts)  # [H, S]
+    frame_stats = np.stack([np.ones(frames), song.chance, song.chance * (1.0 - song.chance)])  # [3, T]
+    windows = sliding_window_view(np.pad(frame_stats, ((0, 0), (pad, pad))), width, axis=1)  # [3, S, L]
+    sums = per_start.astype(np.float64) @ np.concatenate(list(windows), axis=1)  # [H, 3 L]
+    count, expected, variance = np.split(sums, 3, axis=1)  # [H, L] each
+    return hits, count, expected, variance
 
 
 def verify(song_spec: np.ndarray, song_lo_s: float, record: np.ndarray, sample_rate: int, offset_s: float,
