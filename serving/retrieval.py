@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_K = 32
 CANDIDATES = 6
 VERIFY_OCCURRENCES = 2  # per candidate, the best-voted ones
-RANK_PENALTY = 0.02  # raw score = peak score - this x the candidate's rank by votes (0 = most votes)
+RANK_PENALTY = 0.0  # (z: none helps, NOTES #25) raw score = peak score - this x the candidate's rank by votes (0 = most votes)
 MIN_VERIFY_S = 3.0
 SPAN_FRACTION = 0.6  # another occurrence is reported when it verifies to this fraction of the best
 

@@ -54,7 +54,7 @@ NO_SCORE = -1.0
 PITCH_SEMITONES = (-3, -2, -1, 1, 2, 3)  # pitch-only hypotheses (the producer chain's +-3 semitones)
 PEAK_FRAMES, PEAK_BANDS = 3, 2  # a peak is the maximum of its (2 * 3 + 1) frames x (2 * 2 + 1) bands
 TOLERANCE_FRAMES, TOLERANCE_BANDS = 1, 1  # a record peak is found when the song has one within +-1 frame and band
-STATISTIC = "lift"  # what ranks hypotheses: "lift" (:func:`beyond_chance`) or "z" (:func:`z_beyond_chance`)
+STATISTIC = "z"  # what ranks hypotheses: "z" (:func:`z_beyond_chance`) or "lift" (:func:`beyond_chance`), bench/NOTES.md #25
 
 
 @dataclass

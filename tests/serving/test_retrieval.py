@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from serving.calibration import Calibration
+from serving.calibration import DUPLICATE_SCORE, Calibration
 from serving.cli import main
 from serving.matches import Match, SongResult
 from serving.output import make_writer
@@ -125,30 +125,32 @@ def test_verification_recovers_speed_and_offset() -> None:
     spec = log_spectrogram(fast, RATE)
     # the truth: song time t <-> record time 2.0 + 1.05 (t - 1.0); voted near speed 1.0
     align = verify(spec[60:300], 60 * 256 / RATE, record, RATE, 2.0 / 1.0 - 1.0 + 0.1, 1.0, 1.12)
-    assert align.score > 0.5 and align.speed == pytest.approx(1.05, abs=0.02)  # 0.68; another record: 0.19
+    assert align.score > 15 and align.speed == pytest.approx(1.05, abs=0.02)  # z 23.1; another record: 6.2
     t = 3.0
     assert align.speed * (t + align.offset_s) == pytest.approx(2.0 + 1.05 * (t - 1.0), abs=0.1)
 
 
 def test_a_long_segment_between_grid_speeds_still_verifies() -> None:
     """8 s of a record played 1.05x faster, voted at 1.0: the fine grid grows with the segment, so a speed error
-    does not drift the peaks apart at its ends (a fixed 9-speed grid scored 0.21 here, at a wrong speed)."""
+    does not drift the peaks apart at its ends (z 23.2; another record 5.9; with the lift, a fixed 9-speed grid
+    scored 0.21 here, at a wrong speed)."""
     record = synth_record(3)
     song = song_from(record, 2.0, 12.0, 1.05, [1.0], 12.0, noise=0.01, gain=1.0)
     spec = log_spectrogram(song, RATE)
     align = verify(spec[60:560], 60 * 256 / RATE, record, RATE, 1.1, 1.0, 1.12)
-    assert align.score > 0.5 and align.speed == pytest.approx(1.05, abs=0.01)
+    assert align.score > 15 and align.speed == pytest.approx(1.05, abs=0.01)
     t = 5.0
     assert align.speed * (t + align.offset_s) == pytest.approx(2.0 + 1.05 * (t - 1.0), abs=0.05)
     other = verify(spec[60:560], 60 * 256 / RATE, synth_record(1), RATE, 1.1, 1.0, 1.12)
-    assert other.score < 0.3
+    assert other.score < 8  # dev-plus: the best wrong candidate's 99th percentile is 8.2 (NOTES #25)
 
 
 @pytest.mark.parametrize("kind", ["tempo", "pitch"])
 def test_verification_holds_under_tempo_only_and_pitch_only_changes(kind: str) -> None:
     """A tempo change that keeps the pitch, or a pitch shift that keeps the tempo, still verifies strongly
-    (peak scores 0.67 and 0.75 with the tempo-only and pitch-only hypotheses; 0.67 and 0.41 with turntable
-    speeds alone, whose +-1 band tolerance absorbs the 8 % tempo change; another record scores 0.19-0.23)."""
+    (z 19.5 and 21.7 with the tempo-only and pitch-only hypotheses, another record 6.2 and 5.7; with the lift,
+    0.67 and 0.75, and 0.67 and 0.41 with turntable speeds alone, whose +-1 band tolerance absorbs the 8 %
+    tempo change)."""
     from training.data.augment import (  # numpy + soxr; tests may use training's tools
         change_speed,
         time_stretch,
@@ -164,7 +166,7 @@ def test_verification_holds_under_tempo_only_and_pitch_only_changes(kind: str) -
     spec = log_spectrogram(song, RATE)
     frames = int((1.0 + 3.0) * RATE / 256)
     align = verify(spec[70:frames], 70 * 256 / RATE, record, RATE, 2.0 / speed - 1.0, speed, 1.12)
-    assert align.score > 0.55 and align.speed == pytest.approx(speed, abs=0.03)
+    assert align.score > 15 and align.speed == pytest.approx(speed, abs=0.03)
 
 
 def test_calibration_maps_raw_scores_to_the_null_cdf() -> None:
@@ -183,20 +185,20 @@ def test_calibration_leaves_out_duplicates_of_other_records(caplog: pytest.LogCa
     """A leave-one-out query that finds the same music in another record is a duplicate, not a null."""
     from serving.calibration import NullQuery, calibrate
 
-    raws = iter([0.95, 0.2, 0.1, 0.3, 0.15, 0.25, 0.05])
+    raws = iter([DUPLICATE_SCORE + 5, 4.0, 2.0, 6.0, 3.0, 5.0, 1.0])
     queries = [NullQuery("excerpt", np.zeros(4, np.float32), (0, 1)) for _ in range(6)]
     queries.append(NullQuery("silence", np.zeros(4, np.float32)))
     cal = calibrate(lambda wave, exclude: next(raws), iter(queries))
-    assert 0.95 not in cal.null_scores and len(cal.null_scores) == 6 and cal.raw_threshold < 0.6
+    assert max(cal.null_scores) == 6.0 and len(cal.null_scores) == 6 and cal.raw_threshold < 12
     assert "same music more than once" in caplog.text
 
 
-def test_the_z_statistic_verifies_the_same_alignment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``STATISTIC = "z"`` (the A/B alternative to the lift, bench/experiments/verifier_ab.py) finds the same
-    speed and offset, and keeps the true record far above another one (measured: z 23.2 vs 5.9)."""
+def test_the_lift_statistic_verifies_the_same_alignment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``STATISTIC = "lift"`` (the A/B alternative to the z-score, bench/experiments/verifier_ab.py) finds the
+    same speed and offset, and keeps the true record far above another one (measured: 0.68 vs 0.19)."""
     import serving.verify_align as va
 
-    monkeypatch.setattr(va, "STATISTIC", "z")
+    monkeypatch.setattr(va, "STATISTIC", "lift")
     record = synth_record(3)
     song = song_from(record, 2.0, 12.0, 1.05, [1.0], 12.0, noise=0.01, gain=1.0)
     spec = log_spectrogram(song, RATE)
@@ -204,4 +206,4 @@ def test_the_z_statistic_verifies_the_same_alignment(monkeypatch: pytest.MonkeyP
     assert align.speed == pytest.approx(1.05, abs=0.01)
     assert align.speed * (5.0 + align.offset_s) == pytest.approx(2.0 + 1.05 * 4.0, abs=0.05)
     other = verify(spec[60:560], 60 * 256 / RATE, synth_record(1), RATE, 1.1, 1.0, 1.12)
-    assert align.score > 2 * other.score + 5
+    assert align.score > 0.5 and other.score < 0.3
