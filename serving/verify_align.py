@@ -18,11 +18,14 @@ signal itself, with a cost that depends on the song segment only, never on the c
 4. the score is a **spectral-peak constellation** match (the idea of audfprint and Panako, without hashing):
    the record's peaks that the song also has within :data:`TOLERANCE_FRAMES` frame and
    :data:`TOLERANCE_BANDS` band, beyond the number that chance finds at the song's local peak density
-   (:data:`DENSITY_FRAMES`): 0 for unrelated audio, 1 when every peak is found (:func:`beyond_chance`). Peaks
+   (:data:`DENSITY_FRAMES`), in standard deviations of the chance count (:func:`z_beyond_chance`; about 0 for
+   unrelated audio, whatever the number of peaks, so a hypothesis with few peaks does not win the maximum over
+   thousands of hypotheses by luck; :data:`STATISTIC` ``"lift"`` ranks by the fraction found instead). Peaks
    survive what a producer adds around a sample (drums, bass and other songs fill the valleys, not the
    record's maxima), gain and EQ. On dev-plus, among the same 8 voted candidates, it ranks the true record
    first for 82.8 % / 71.7 % of test / open songs, where the normalised cross-correlation of the patches it
-   replaced did 40 % / 45 % (bench/NOTES.md #21, #22).
+   replaced did 40 % / 45 % (bench/NOTES.md #21, #22); with another model, the z-score 82.8 % / 65.0 % where
+   the lift did 70.6 % / 56.7 % (#25).
 
 The best speed and lag give the refined speed and offset, hence where in the record the sample comes from.
 """
