@@ -36,7 +36,7 @@ from serving.contract import AudioError, load_audio, one_line, round_score, roun
 from serving.embedding import DEFAULT_BATCH, embed_wave
 from serving.matches import Match, SongResult
 from serving.session import ModelSession
-from serving.verify_align import FRAME_HOP, NO_SCORE, Alignment, log_spectrogram, verify
+from serving.verify_align import FRAME_HOP, NO_SCORE, Alignment, SongPeaks, log_spectrogram, verify
 from serving.voting import MIN_VOTES, Occurrence, RecordVotes, by_record, occurrences
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,13 @@ class _Song:
     song_t: np.ndarray  # [m] start times of the windows that were searched
     spec: np.ndarray  # [T, B] log-frequency spectrogram of the whole song
     duration_s: float
+    _peaks: dict[tuple[int, int], SongPeaks] = field(default_factory=dict)
+
+    def peaks(self, first: int, end: int) -> SongPeaks:
+        """The peaks of frames ``[first, end)``, computed once: candidates often verify the same segment."""
+        if (first, end) not in self._peaks:
+            self._peaks[first, end] = SongPeaks.of(self.spec[first:end])
+        return self._peaks[first, end]
 
 
 class Retriever:
@@ -171,7 +178,7 @@ class Retriever:
         lo, hi = self._span(occ, song)
         vlo, vhi = verify_window(lo, hi, song.duration_s)
         first = int(vlo / frame_s)
-        segment = song.spec[first:max(first + 1, int(vhi / frame_s))]
+        segment = song.peaks(first, max(first + 1, int(vhi / frame_s)))
         speed = float(self.catalogue.scales[occ.scale_index])
         align = verify(segment, first * frame_s, record, self.rate, occ.offset_s, speed, self.catalogue.scale_ratio)
         if align.song_lo_s is not None and align.song_hi_s is not None:

@@ -117,10 +117,19 @@ class SongPeaks:
 
 
 def _max_filter(x: np.ndarray, frames: int, bands: int) -> np.ndarray:
-    """``x`` ``[T, B]``: each cell's maximum over ``+-frames`` x ``+-bands`` (separable; edges see less)."""
-    pad = np.pad(x, ((frames, frames), (bands, bands)), constant_values=-np.inf)  # [T + 2f, B + 2b]
-    over_time = sliding_window_view(pad, 2 * frames + 1, axis=0).max(axis=-1)  # [T, B + 2b]
-    return sliding_window_view(over_time, 2 * bands + 1, axis=1).max(axis=-1)  # [T, B]
+    """``x`` ``[T, B]``: each cell's maximum over ``+-frames`` x ``+-bands`` (separable; edges see less).
+
+    Running maxima of shifted slices: whole-array ``np.maximum`` calls, several times faster than a reduction
+    over a strided window axis."""
+    out = x.copy()  # [T, B]
+    for shift in range(1, frames + 1):
+        np.maximum(out[shift:], x[:-shift], out=out[shift:])
+        np.maximum(out[:-shift], x[shift:], out=out[:-shift])
+    over_time = out.copy()  # [T, B]
+    for shift in range(1, bands + 1):
+        np.maximum(out[:, shift:], over_time[:, :-shift], out=out[:, shift:])
+        np.maximum(out[:, :-shift], over_time[:, shift:], out=out[:, :-shift])
+    return out
 
 
 def peak_map(spec: np.ndarray) -> np.ndarray:
@@ -229,12 +238,13 @@ def _lagged(song: SongPeaks, rows0: np.ndarray, cols: np.ndarray, usable: np.nda
     return hits, count, expected, variance
 
 
-def verify(song_spec: np.ndarray, song_lo_s: float, record: np.ndarray, sample_rate: int, offset_s: float,
+def verify(song_spec: np.ndarray | SongPeaks, song_lo_s: float, record: np.ndarray, sample_rate: int, offset_s: float,
            speed: float, scale_ratio: float) -> Alignment:
     """Verify "the record played at ``speed`` sits at song time + ``offset_s``" for a song segment.
 
     Args:
-        song_spec: :func:`log_spectrogram` of the song segment that starts at ``song_lo_s``.
+        song_spec: :func:`log_spectrogram` of the song segment that starts at ``song_lo_s``, or its
+            :class:`SongPeaks` (a caller that verifies one segment against several records computes it once).
         song_lo_s: the segment's start in the song (seconds).
         record: the whole decoded record ``[S]`` at ``sample_rate``.
         sample_rate: the model's rate.
@@ -243,7 +253,8 @@ def verify(song_spec: np.ndarray, song_lo_s: float, record: np.ndarray, sample_r
         scale_ratio: the catalogue's ratio between neighbouring scales (the fine grid spans one step each way).
     """
     frame_s = FRAME_HOP / sample_rate
-    frames = song_spec.shape[0]
+    song = song_spec if isinstance(song_spec, SongPeaks) else SongPeaks.of(song_spec)
+    frames = song.found.shape[0]
     mid = song_lo_s + frames * frame_s / 2
     anchor = speed * (mid + offset_s)  # record time at the segment's centre
     hyps = Hypotheses.around(speed, scale_ratio, frames, band_ratio(sample_rate))
@@ -260,7 +271,6 @@ def verify(song_spec: np.ndarray, song_lo_s: float, record: np.ndarray, sample_r
     tau = tau_lo + t * frame_s  # [P] record time of each peak
     to_song = lambda x: ((x - anchor) / hyps.scale[:, None] + mid - song_lo_s) / frame_s  # noqa: E731
     covered = to_song(np.array([tau_lo, tau_lo + spec.shape[0] * frame_s]))  # [H, 2]
-    song = SongPeaks.of(song_spec)
     fit = _best_fit(song, (to_song(tau), b.astype(np.float64)), hyps, (np.floor(covered[:, 0]), np.ceil(covered[:, 1])))
     if fit is None:
         return failed
