@@ -114,11 +114,20 @@ def occurrences(song_t: np.ndarray, sims: np.ndarray, ids: np.ndarray, table: np
                                          keys[np.r_[0, bounds]], strict=True):
         record, scale = divmod(int(key) // BIN_SPAN, scales.shape[0])
         for run in _runs(np.unique(group_win), max_gap):
-            if run.shape[0] >= min_votes:
-                in_run = np.isin(group_win, run)
-                found.append(Occurrence(record, scale, float(np.median(group_off[in_run])), run))
+            if run.shape[0] >= min_votes:  # group_win is sorted: the run's votes are one slice of it
+                lo = np.searchsorted(group_win, run[0], side="left")
+                hi = np.searchsorted(group_win, run[-1], side="right")
+                found.append(Occurrence(record, scale, float(np.median(group_off[lo:hi])), run))
     found.sort(key=lambda o: -o.votes)
     return found
+
+
+def _shared(windows: np.ndarray, other: np.ndarray) -> float:
+    """The fraction of ``windows`` (sorted, unique) that ``other`` (sorted, unique) holds too."""
+    if windows[-1] < other[0] or other[-1] < windows[0]:
+        return 0.0
+    at = np.minimum(np.searchsorted(other, windows), other.shape[0] - 1)  # [n]
+    return float(np.count_nonzero(other[at] == windows)) / windows.shape[0]
 
 
 def by_record(found: list[Occurrence], candidates: int) -> list[RecordVotes]:
@@ -128,7 +137,7 @@ def by_record(found: list[Occurrence], candidates: int) -> list[RecordVotes]:
         same = kept.setdefault(occ.record, [])
         if len(same) >= MAX_OCCURRENCES:
             continue
-        if any(np.isin(occ.windows, other.windows).mean() > OVERLAP_MERGE for other in same):
+        if any(_shared(occ.windows, other.windows) > OVERLAP_MERGE for other in same):
             continue
         same.append(occ)
     ranked = [RecordVotes(rec, sum(o.votes for o in occs), occs) for rec, occs in kept.items()]
