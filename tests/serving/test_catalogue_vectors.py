@@ -34,6 +34,26 @@ def test_flat_search_exclude_and_round_trip(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+@pytest.mark.parametrize("n, m, k, exclude", [(3000, 60, 32, None), (3000, 7, 32, (100, 2500)), (5, 3, 8, None),
+                                              (40, 2, 16, (0, 35)), (2500, 600, 4, None)])
+def test_flat_search_finds_what_faiss_finds(monkeypatch: pytest.MonkeyPatch, n: int, m: int, k: int,
+                                            exclude: tuple[int, int] | None) -> None:
+    """The blocked BLAS search (small blocks forced) returns FAISS's neighbours, best first, -1 past the end."""
+    monkeypatch.setattr(vectors, "FLAT_BLOCK_FLOATS", 4096)
+    store = FaissStore(DIM)
+    store.add(np.arange(n)[::-1] * 3, _unit(n))  # ids unrelated to rows
+    queries = _unit(m, seed=1)
+    sims, ids = store.search(queries, k, exclude)
+    sel = None if exclude is None else vectors.faiss.IDSelectorNot(vectors.faiss.IDSelectorRange(*exclude))
+    want_sims, want_ids = store.index.search(queries, k, params=None if sel is None else
+                                             vectors.faiss.SearchParameters(sel=sel))
+    assert ids.shape == (m, k) and sims.dtype == np.float32
+    assert np.allclose(sims, want_sims, atol=1e-5)
+    assert (ids == want_ids).mean() > 0.99  # only ties may swap
+    assert all(set(a) == set(b) for a, b in zip(ids.tolist(), want_ids.tolist(), strict=True))
+    assert (np.diff(sims, axis=1) <= 0).all()
+
+
 def test_ivfpq_past_the_threshold(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(vectors, "FLAT_MAX_VECTORS", 500)
     store = FaissStore(DIM)
