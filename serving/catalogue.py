@@ -31,6 +31,7 @@ from serving.catalogue_format import (
     read_meta,
 )
 from serving.contract import ModelMetadata, load_audio, one_line
+from serving.spectra import RecordSpectra
 from serving.vectors import FaissStore
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class Catalogue:
     store: FaissStore
     table: np.ndarray  # [n, 3] int64: record, scale index, start in original samples
     calibration: Calibration
+    spectra: RecordSpectra  # each record's log spectrogram, for verification
 
     @property
     def scales(self) -> np.ndarray:
@@ -125,7 +127,7 @@ class Catalogue:
         if store.ntotal != meta.ntotal:
             raise CatalogueError(f"{folder}: index holds {store.ntotal} vectors, catalogue.json says {meta.ntotal}")
         cal = load_calibration(folder, CALIBRATION_FILE, meta.generation)
-        return cls(folder, meta, store, table, cal)
+        return cls(folder, meta, store, table, cal, RecordSpectra.load(folder, meta))
 
     def record_of(self, name: str) -> int | None:
         return next((i for i, r in enumerate(self.meta.records) if r.name == name), None)

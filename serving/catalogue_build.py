@@ -36,6 +36,8 @@ from serving.catalogue_format import (
     IDS_SUFFIX,
     INDEX_PREFIX,
     INDEX_SUFFIX,
+    SPECTRA_PREFIX,
+    SPECTRA_SUFFIX,
     CatalogueError,
     CatalogueMeta,
     RecordEntry,
@@ -51,7 +53,9 @@ from serving.contract import INDEX_SCALES, AudioError, load_audio, one_line, sho
 from serving.embedding import DEFAULT_BATCH, embed_wave
 from serving.retrieval import Retriever
 from serving.session import ModelSession
+from serving.spectra import RecordSpectra
 from serving.vectors import FaissStore
+from serving.verify_align import log_spectrogram
 
 logger = logging.getLogger(__name__)
 
@@ -163,8 +167,9 @@ class _Writer:
     """One build or add in progress: the store, the id table and the records, then the commit."""
 
     def __init__(self, session: ModelSession, folder: Path, meta: CatalogueMeta, store: FaissStore,
-                 table: np.ndarray, opts: BuildOptions) -> None:
+                 table: np.ndarray, spectra: RecordSpectra, opts: BuildOptions) -> None:
         self.session, self.folder, self.meta, self.store, self.opts = session, folder, meta, store, opts
+        self.spectra = RecordSpectra(list(spectra.parts))  # an add appends to the current catalogue's
         self.tables = [table]
         self.audio = RecordAudio(session.metadata.sample_rate)
         self.report = BuildReport()
@@ -205,8 +210,9 @@ class _Writer:
         ids = np.arange(start, start + vecs.shape[0], dtype=np.int64)
         self.store.add(ids, vecs)
         self.tables.append(np.concatenate([np.full((rows.shape[0], 1), index, dtype=np.int64), rows], 1))
+        frames = self.spectra.append(log_spectrogram(wave, self.meta.sample_rate))
         self.meta.records.append(RecordEntry(src.name, src.path, round(wave.shape[0] / self.meta.sample_rate, 3),
-                                             sha, start, start + vecs.shape[0]))
+                                             sha, start, start + vecs.shape[0], *frames))
         self.audio.put(src.path, wave)
         self.report.indexed.append(src.name)
         self.report.windows += int(vecs.shape[0])
@@ -217,17 +223,19 @@ class _Writer:
         table = np.concatenate(self.tables)  # [n, 3]
         meta.generation = gen
         meta.index_file, meta.ids_file = f"{INDEX_PREFIX}{gen}{INDEX_SUFFIX}", f"{IDS_PREFIX}{gen}{IDS_SUFFIX}"
+        meta.spectra_file = f"{SPECTRA_PREFIX}{gen}{SPECTRA_SUFFIX}"
         self.store.save(self.folder, meta.index_file)
         meta.index_sha256 = file_sha256(self.folder / meta.index_file)
         meta.ids_sha256 = save_ids(self.folder, meta.ids_file, table)
+        meta.spectra_sha256 = self.spectra.save(self.folder, meta.spectra_file)
         cal = self._calibrate(table)
         save_calibration(self.folder, cal, CALIBRATION_FILE)
         write_meta(self.folder, meta)
         clean_folder(self.folder, meta)
 
     def _calibrate(self, table: np.ndarray):
-        cat = Catalogue(self.folder, self.meta, self.store, table, None)  # type: ignore[arg-type]
-        retriever = Retriever(self.session, cat, audio=self.audio)
+        cat = Catalogue(self.folder, self.meta, self.store, table, None, self.spectra)  # type: ignore[arg-type]
+        retriever = Retriever(self.session, cat)
         records = self.meta.records
 
         def audio(index: int) -> np.ndarray | None:
@@ -257,7 +265,8 @@ def build_catalogue(session: ModelSession, sources: list[RecordSource], folder: 
         clean_folder(folder, _current(folder))
         meta = CatalogueMeta(model_sha256(model), model.sample_rate, model.window_samples,
                              index_hop(session, opts.hop_s), list(opts.scales), 0, model_path=model_path)
-        writer = _Writer(session, folder, meta, FaissStore(_dim(session)), np.zeros((0, 3), np.int64), opts)
+        writer = _Writer(session, folder, meta, FaissStore(_dim(session)), np.zeros((0, 3), np.int64),
+                         RecordSpectra(), opts)
         meta.dim = writer.store.dim
         for line in dup_errors:
             logger.error("%s", line)
@@ -278,7 +287,7 @@ def add_to_catalogue(session: ModelSession, folder: str | os.PathLike, sources: 
     with write_lock(folder):
         cat = Catalogue.open(folder, session.metadata)
         clean_folder(folder, cat.meta)
-        writer = _Writer(session, folder, cat.meta, cat.store, cat.table, opts)
+        writer = _Writer(session, folder, cat.meta, cat.store, cat.table, cat.spectra, opts)
         for line in dup_errors:
             logger.error("%s", line)
             writer.report.failed.append(line.split(": ", 1)[0])

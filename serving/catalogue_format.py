@@ -7,13 +7,16 @@ A catalogue is one folder ``CAT/``::
     CAT/vectors-<gen>.faiss   the FAISS index (serving.vectors); a fresh name per write
     CAT/ids-<gen>.npy         int64 [n, 3]: record index, scale index, window start in the original record's
                               samples; row i describes vector id i
+    CAT/spectra-<gen>.npy     float16 [frames, bands]: every record's log spectrogram (serving.spectra), so
+                              verification reads no record audio
     CAT/.lock                 held (fcntl.flock, exclusive, non-blocking) by the one writer
 
 ``catalogue.json`` holds ``format_version``, ``generation`` (the token of the files it points at), the model's
 ``weights_sha256`` (and the model path used, as a default for ``index add``), ``sample_rate``,
 ``window_samples``, ``hop_samples``, ``scales``, ``dim``, the index and id-table file names with their
-SHA-256, and per record ``name``, ``path``, ``duration_s``, ``sha256`` (of the decoded audio) and the id range
-``[id_start, id_end)``. A killed writer leaves the previous ``catalogue.json`` pointing at the previous
+SHA-256 (and the spectra file's), and per record ``name``, ``path``, ``duration_s``, ``sha256`` (of the decoded
+audio), the id range ``[id_start, id_end)`` and the spectrogram frame range ``[spec_start, spec_end)``.
+Format 1 (before the spectra) is refused with a line that says to rebuild. A killed writer leaves the previous ``catalogue.json`` pointing at the previous
 files, which are only deleted once the new ``catalogue.json`` is in place.
 """
 
@@ -38,13 +41,15 @@ from serving.contract import atomic_write, one_line, remove_stale_temps
 
 logger = logging.getLogger(__name__)
 
-CATALOGUE_FORMAT = 1
-KNOWN_CATALOGUE_FORMATS = (1,)
+CATALOGUE_FORMAT = 2
+KNOWN_CATALOGUE_FORMATS = (2,)
 CATALOGUE_FILE = "catalogue.json"
 CALIBRATION_FILE = "calibration.json"
 LOCK_FILE = ".lock"
 INDEX_PREFIX, INDEX_SUFFIX = "vectors-", ".faiss"
 IDS_PREFIX, IDS_SUFFIX = "ids-", ".npy"
+SPECTRA_PREFIX, SPECTRA_SUFFIX = "spectra-", ".npy"
+GENERATION_FILES = ((INDEX_PREFIX, INDEX_SUFFIX), (IDS_PREFIX, IDS_SUFFIX), (SPECTRA_PREFIX, SPECTRA_SUFFIX))
 ID_COLUMNS = 3  # record index, scale index, start in original samples
 HASH_BLOCK = 1 << 20
 
@@ -63,6 +68,8 @@ class RecordEntry:
     sha256: str
     id_start: int
     id_end: int
+    spec_start: int
+    spec_end: int
 
 
 @dataclass
@@ -80,6 +87,8 @@ class CatalogueMeta:
     index_sha256: str = ""
     ids_file: str = ""
     ids_sha256: str = ""
+    spectra_file: str = ""
+    spectra_sha256: str = ""
     model_path: str = ""
     records: list[RecordEntry] = field(default_factory=list)
     format_version: int = CATALOGUE_FORMAT
@@ -127,6 +136,9 @@ def read_meta(folder: str | os.PathLike) -> CatalogueMeta:
     if not isinstance(raw, dict):
         raise CatalogueError(f"{path} is corrupt (not a JSON object)")
     version = raw.get("format_version")
+    if version == 1:
+        raise CatalogueError(f"{path}: catalogue format 1 predates the stored record spectrograms; rebuild it "
+                             "with `ast-serve index build`")
     if version not in KNOWN_CATALOGUE_FORMATS:
         raise CatalogueError(f"{path}: unknown catalogue format_version {version!r} (this ast-serve reads "
                              f"{', '.join(map(str, KNOWN_CATALOGUE_FORMATS))}); upgrade ast-serve or rebuild")
@@ -140,12 +152,14 @@ def read_meta(folder: str | os.PathLike) -> CatalogueMeta:
 
 
 def _check_ranges(meta: CatalogueMeta, path: Path) -> None:
-    expected = 0
-    for rec in meta.records:
-        if rec.id_start != expected or rec.id_end < rec.id_start:
-            raise CatalogueError(f"{path} is corrupt (record {rec.name!r} has id range "
-                                 f"[{rec.id_start}, {rec.id_end}) after {expected})")
-        expected = rec.id_end
+    for what in ("id", "spec"):
+        expected = 0
+        for rec in meta.records:
+            start, end = getattr(rec, f"{what}_start"), getattr(rec, f"{what}_end")
+            if start != expected or end < start:
+                raise CatalogueError(f"{path} is corrupt (record {rec.name!r} has {what} range "
+                                     f"[{start}, {end}) after {expected})")
+            expected = end
     if not meta.scales or any(not s > 0 for s in meta.scales):
         raise CatalogueError(f"{path} is corrupt (scales {meta.scales!r})")
 
@@ -207,18 +221,17 @@ def write_lock(folder: str | os.PathLike) -> Iterator[None]:
 
 
 def clean_folder(folder: str | os.PathLike, keep: CatalogueMeta | None) -> None:
-    """Delete temp files and index/id files that ``keep`` (the current catalogue) does not reference.
+    """Delete temp files and index/id/spectra files that ``keep`` (the current catalogue) does not reference.
 
     Only call it under :func:`write_lock`: it removes what an interrupted (or this very) writer left.
     """
     folder = Path(folder)
     remove_stale_temps(folder, [CATALOGUE_FILE, CALIBRATION_FILE])
-    referenced = {keep.index_file, keep.ids_file} if keep is not None else set()
+    referenced = {keep.index_file, keep.ids_file, keep.spectra_file} if keep is not None else set()
     for path in sorted(folder.iterdir()):
         name = path.name
-        ours = (name.startswith(INDEX_PREFIX) and name.endswith(INDEX_SUFFIX)) or \
-               (name.startswith(IDS_PREFIX) and name.endswith(IDS_SUFFIX)) or \
-               (name.startswith((f".{INDEX_PREFIX}", f".{IDS_PREFIX}")) and name.endswith(".tmp"))
+        ours = any(name.startswith(prefix) and name.endswith(suffix) for prefix, suffix in GENERATION_FILES) or \
+            (name.startswith(tuple(f".{prefix}" for prefix, _ in GENERATION_FILES)) and name.endswith(".tmp"))
         if ours and name not in referenced and path.is_file():
             logger.debug("removing unreferenced %s", path)
             path.unlink(missing_ok=True)

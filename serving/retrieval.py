@@ -6,10 +6,10 @@ For each song (decoded whole, at the model's rate):
 2. each window's :data:`DEFAULT_K` nearest catalogue windows are found (:mod:`serving.vectors`);
 3. hits vote in (record, time-scale, offset) and runs of consecutive agreeing windows become occurrences
    (:mod:`serving.voting`); the :data:`CANDIDATES` records with the most votes are kept;
-4. each candidate's best occurrences are **verified** against the record's own audio, decoded from its source
-   path (cached for the run), by matching log-frequency spectral peaks over a fine grid of speeds and lags
-   (:mod:`serving.verify_align`); the best peak score, less :data:`RANK_PENALTY` per place in the vote
-   ranking, is the candidate's *raw score*;
+4. each candidate's best occurrences are **verified** against the record's log-frequency spectrogram, which
+   the catalogue stores (:mod:`serving.spectra`; no record audio is read), by matching spectral peaks over a
+   fine grid of speeds and lags (:mod:`serving.verify_align`); the best peak score, less
+   :data:`RANK_PENALTY` per place in the vote ranking, is the candidate's *raw score*;
 5. the raw score is mapped to the **calibrated score** ``F(raw)`` in [0, 1], the null CDF measured when the
    catalogue was built (:mod:`serving.calibration`): the fraction of songs that sample nothing in the
    catalogue which would score lower. A match needs ``F(raw) >= 1 - FAR`` (FAR 1 % by default, ``--far``), or
@@ -24,14 +24,13 @@ touches the few candidates.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.catalogue import Catalogue, RecordAudio
+from serving.catalogue import Catalogue
 from serving.contract import AudioError, load_audio, one_line, round_score, round_time
 from serving.embedding import DEFAULT_BATCH, embed_wave
 from serving.matches import Match, SongResult
@@ -114,13 +113,10 @@ class _Song:
 class Retriever:
     """Search, vote and verify against one opened catalogue with one model session."""
 
-    def __init__(self, session: ModelSession, catalogue: Catalogue, options: RetrievalOptions | None = None,
-                 audio: RecordAudio | None = None) -> None:
+    def __init__(self, session: ModelSession, catalogue: Catalogue, options: RetrievalOptions | None = None) -> None:
         self.session, self.catalogue = session, catalogue
         self.opts = options or RetrievalOptions()
         self.rate = session.metadata.sample_rate
-        self.audio = audio or RecordAudio(self.rate)
-        self._checked: set[str] = set()
         meta = catalogue.meta
         self.hop = meta.hop_samples if self.opts.hop_s is None else max(1, round(self.opts.hop_s * self.rate))
 
@@ -148,24 +144,12 @@ class Retriever:
             return [], None
         return ranked, _Song(song_t, log_spectrogram(wave, self.rate), wave.shape[0] / self.rate)  # one STFT
 
-    def _record(self, index: int) -> np.ndarray | None:
-        entry = self.catalogue.meta.records[index]
-        try:
-            wave = self.audio.get(entry.path)
-        except AudioError as err:
-            logger.warning("%s: record %r cannot be decoded for verification (%s)", entry.path, entry.name, err)
-            return None
-        if entry.path not in self._checked:  # once per run: is it still the audio that was indexed?
-            self._checked.add(entry.path)
-            if hashlib.sha256(wave.tobytes()).hexdigest() != entry.sha256:
-                logger.warning("%s: record %r changed since it was indexed; re-index it (index build)",
-                               entry.path, entry.name)
-        return wave
+    def _record(self, index: int) -> np.ndarray:
+        """The record's log spectrogram ``[T, BANDS]``, from the catalogue (no record audio is read)."""
+        return self.catalogue.spectra.get(index)
 
     def _verify(self, rv: RecordVotes, song: _Song, rank: int = 0) -> Verified | None:
         record = self._record(rv.record)
-        if record is None:
-            return None
         checked = [self._verify_one(occ, record, song) for occ in rv.occurrences[:VERIFY_OCCURRENCES]]
         if not checked:
             return None
@@ -218,7 +202,7 @@ class Retriever:
         record = self._record(cand.votes.record)
         spans = [cand.span]
         for i, occ in enumerate(cand.votes.occurrences):
-            if occ is cand.occurrence or record is None:
+            if occ is cand.occurrence:
                 continue
             align, span = cand.checked[i] if i < len(cand.checked) else self._verify_one(occ, record, cand.song)
             same_speed = abs(np.log(align.speed / cand.alignment.speed)) <= np.log(self.catalogue.scale_ratio)

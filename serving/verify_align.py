@@ -238,15 +238,15 @@ def _lagged(song: SongPeaks, rows0: np.ndarray, cols: np.ndarray, usable: np.nda
     return hits, count, expected, variance
 
 
-def verify(song_spec: np.ndarray | SongPeaks, song_lo_s: float, record: np.ndarray, sample_rate: int, offset_s: float,
-           speed: float, scale_ratio: float) -> Alignment:
+def verify(song_spec: np.ndarray | SongPeaks, song_lo_s: float, record: np.ndarray, sample_rate: int,
+           offset_s: float, speed: float, scale_ratio: float) -> Alignment:
     """Verify "the record played at ``speed`` sits at song time + ``offset_s``" for a song segment.
 
     Args:
         song_spec: :func:`log_spectrogram` of the song segment that starts at ``song_lo_s``, or its
             :class:`SongPeaks` (a caller that verifies one segment against several records computes it once).
         song_lo_s: the segment's start in the song (seconds).
-        record: the whole decoded record ``[S]`` at ``sample_rate``.
+        record: :func:`log_spectrogram` of the whole record ``[T_r, BANDS]`` (the catalogue stores it).
         sample_rate: the model's rate.
         offset_s: voted offset (record time / speed - song time), seconds.
         speed: voted time-scale.
@@ -259,14 +259,14 @@ def verify(song_spec: np.ndarray | SongPeaks, song_lo_s: float, record: np.ndarr
     anchor = speed * (mid + offset_s)  # record time at the segment's centre
     hyps = Hypotheses.around(speed, scale_ratio, frames, band_ratio(sample_rate))
     reach = hyps.scale.max() * (frames * frame_s / 2 + (MAX_LAG_FRAMES + 2) * frame_s)
-    tau_lo, tau_hi = max(0.0, anchor - reach), min(record.shape[0] / sample_rate, anchor + reach)
+    lo = max(0, int(np.floor((anchor - reach) / frame_s)))  # record frames [lo, hi) around the anchor
+    hi = min(record.shape[0], int(np.ceil((anchor + reach) / frame_s)))
     failed = Alignment(NO_SCORE, speed, offset_s)
-    if tau_hi - tau_lo < MIN_FRAMES * frame_s * speed:
+    if hi - lo < MIN_FRAMES * speed:
         return failed
-    spec = log_spectrogram(record[int(tau_lo * sample_rate):int(np.ceil(tau_hi * sample_rate))], sample_rate)
+    spec, tau_lo = np.asarray(record[lo:hi], dtype=np.float32), lo * frame_s  # [T', BANDS]
     t, b = np.nonzero(peak_map(spec))  # [P] each
-    inner = ((t >= PEAK_FRAMES) | (tau_lo == 0.0)) & ((t < spec.shape[0] - PEAK_FRAMES) | (tau_hi * sample_rate
-                                                                                           >= record.shape[0]))
+    inner = ((t >= PEAK_FRAMES) | (lo == 0)) & ((t < spec.shape[0] - PEAK_FRAMES) | (hi == record.shape[0]))
     t, b = t[inner], b[inner]  # a maximum at a cut edge saw only half its neighbourhood
     tau = tau_lo + t * frame_s  # [P] record time of each peak
     to_song = lambda x: ((x - anchor) / hyps.scale[:, None] + mid - song_lo_s) / frame_s  # noqa: E731

@@ -61,19 +61,16 @@ def open_catalogue(folder: str, session: ModelSession) -> Any:
 
 def retrieval_identifier(catalogue: Any, threads: int) -> Callable[[Any], Callable]:
     """A :data:`serving.http.app.SongIdentifier` factory answering from ``catalogue``."""
-    from serving.catalogue import RecordAudio
-
     pool = ThreadPoolExecutor(threads, thread_name_prefix="ast-serve-retrieval")
 
     def make(svc: Any) -> Callable:
         meta = svc.session.metadata
-        audio = _LockedAudio(RecordAudio(meta.sample_rate))
 
         async def identify_song(name: str, song: DecodedSong, match: MatchOptions) -> SongResult:
             loop = asyncio.get_running_loop()
             cancel = threading.Event()
             session = BatchedSession(svc.session, svc.batcher, loop, cancel)
-            job = loop.run_in_executor(pool, _matches, session, catalogue, audio, song.wave, match, svc.options.hop_s)
+            job = loop.run_in_executor(pool, _matches, session, catalogue, song.wave, match, svc.options.hop_s)
             try:
                 found = await job
             except asyncio.CancelledError:
@@ -86,29 +83,14 @@ def retrieval_identifier(catalogue: Any, threads: int) -> Callable[[Any], Callab
     return make
 
 
-def _matches(session: BatchedSession, catalogue: Any, audio: Any, wave: np.ndarray, match: MatchOptions,
+def _matches(session: BatchedSession, catalogue: Any, wave: np.ndarray, match: MatchOptions,
              hop_s: float | None) -> list:
     from serving.retrieval import RetrievalOptions, Retriever
 
     opts = RetrievalOptions(top_k=match.top_k, threshold=match.threshold, hop_s=hop_s)
     try:
-        return Retriever(session, catalogue, opts, audio).matches(wave)  # type: ignore[arg-type]
+        return Retriever(session, catalogue, opts).matches(wave)  # type: ignore[arg-type]
     except InferenceError as err:
         raise HttpError(500, str(err)) from None
     except RETRIEVAL_ERRORS as err:
         raise HttpError(500, f"retrieval failed: {one_line(err)}") from None
-
-
-class _LockedAudio:
-    """A :class:`serving.catalogue.RecordAudio` shared by worker threads."""
-
-    def __init__(self, audio: Any) -> None:
-        self.audio, self.lock = audio, threading.Lock()
-
-    def get(self, path: str) -> np.ndarray:
-        with self.lock:
-            return self.audio.get(path)
-
-    def put(self, path: str, wave: np.ndarray) -> None:
-        with self.lock:
-            self.audio.put(path, wave)

@@ -19,6 +19,7 @@ from serving import catalogue_build
 from serving.catalogue import Catalogue
 from serving.catalogue_format import CALIBRATION_FILE, CATALOGUE_FILE, write_lock
 from serving.cli import main
+from serving.verify_align import BANDS, FRAME_HOP, N_FFT, log_spectrogram
 from tests.serving.fake_model import build_fingerprint_model, metadata
 from tests.serving.retrieval_helpers import records_csv, song_from, synth_record, write
 
@@ -59,7 +60,7 @@ def _copy(cat: Path, tmp_path: Path) -> Path:
 
 def test_build_writes_the_folder(built: Path, fp_model: Path) -> None:
     meta = json.loads((built / CATALOGUE_FILE).read_text())
-    assert meta["format_version"] == 1 and meta["weights_sha256"] == "0" * 64
+    assert meta["format_version"] == 2 and meta["weights_sha256"] == "0" * 64
     assert meta["hop_samples"] == 1600 and meta["window_samples"] == 16000 and meta["sample_rate"] == 16000
     assert meta["scales"] == list(catalogue_build.DEFAULT_SCALES)
     assert [r["name"] for r in meta["records"]] == NAMES
@@ -69,6 +70,11 @@ def test_build_writes_the_folder(built: Path, fp_model: Path) -> None:
     assert table.shape == (meta["records"][-1]["id_end"], 3)
     assert set(np.unique(table[:, 0])) == {0, 1, 2} and set(np.unique(table[:, 1])) == set(range(5))
     assert table[:, 2].max() <= 10 * 16000  # starts are in the original record's samples
+    spectra = np.load(built / meta["spectra_file"])
+    frames = [r["spec_end"] - r["spec_start"] for r in meta["records"]]
+    assert spectra.dtype == np.float16 and spectra.shape == (sum(frames), BANDS)
+    assert frames == [1 + (10 * 16000 - N_FFT) // FRAME_HOP] * 3
+    assert np.allclose(spectra[:frames[0]], log_spectrogram(synth_record(SEEDS[0]), 16000), atol=0.02)
     cal = json.loads((built / CALIBRATION_FILE).read_text())
     assert cal["far"] == 0.01 and cal["threshold"] == 0.99 and cal["generation"] == meta["generation"]
     assert cal["queries"]["excerpt"] == 9 and cal["queries"]["song"] == 6 and len(cal["null_scores"]) >= 15
@@ -90,15 +96,18 @@ def test_another_model_and_unknown_format_are_refused(built: Path, tmp_path: Pat
     meta["format_version"] = 99
     (copy / CATALOGUE_FILE).write_text(json.dumps(meta))
     assert "unknown catalogue format_version 99" in _one_line_error(_run("index", "info", copy))
+    meta["format_version"] = 1
+    (copy / CATALOGUE_FILE).write_text(json.dumps(meta))
+    assert "format 1 predates the stored record spectrograms; rebuild" in _one_line_error(_run("index", "info", copy))
     assert "not a catalogue" in _one_line_error(_run("index", "info", tmp_path))
 
 
-@pytest.mark.parametrize("target", ["index", "ids", "catalogue", "calibration"])
+@pytest.mark.parametrize("target", ["index", "ids", "spectra", "catalogue", "calibration"])
 def test_corrupt_or_truncated_files_are_refused(built: Path, fp_model: Path, tmp_path: Path, target: str) -> None:
     copy = _copy(built, tmp_path)
     meta = json.loads((copy / CATALOGUE_FILE).read_text())
-    path = copy / {"index": meta["index_file"], "ids": meta["ids_file"], "catalogue": CATALOGUE_FILE,
-                   "calibration": CALIBRATION_FILE}[target]
+    path = copy / {"index": meta["index_file"], "ids": meta["ids_file"], "spectra": meta["spectra_file"],
+                   "catalogue": CATALOGUE_FILE, "calibration": CALIBRATION_FILE}[target]
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     song = write(tmp_path / "song.wav", synth_record(1)[:32000])
     line = _one_line_error(_run("identify", "--model", fp_model, "--index", copy, song))
@@ -148,6 +157,23 @@ def test_add_finds_the_new_record_and_undecodable_records_are_skipped(
     out = _run("identify", "--model", fp_model, "--index", copy, "--format", "json", song)
     assert out.exit_code == 0, out.stderr
     assert [m["sample"] for m in json.loads(out.stdout)[0]["matches"]] == ["delta"]
+    assert len(list(copy.glob("spectra-*.npy"))) == 1 and Catalogue.open(copy).spectra.get(3).shape[1] == BANDS
+
+
+def test_identify_needs_no_record_audio(built: Path, fp_model: Path, tmp_path: Path) -> None:
+    """Verification reads the catalogue's spectra: moving the record files away changes nothing."""
+    copy = _copy(built, tmp_path)
+    song = write(tmp_path / "song.wav", song_from(synth_record(2), 2.0, 7.0, 1.0, [1.0], 8.0))
+    args = ("identify", "--model", fp_model, "--index", copy, "--format", "json", song)
+    before = _run(*args)
+    records = Path(Catalogue.open(copy).meta.records[0].path).parent
+    shutil.move(records, tmp_path / "moved")
+    try:
+        after = _run(*args)
+    finally:
+        shutil.move(tmp_path / "moved", records)
+    assert after.exit_code == 0 and after.stdout == before.stdout and after.stderr == before.stderr
+    assert [m["sample"] for m in json.loads(after.stdout)[0]["matches"]] == ["beta"]
 
 
 def test_build_goes_on_past_an_undecodable_record(fp_model: Path, tmp_path: Path) -> None:

@@ -28,6 +28,6 @@ def test_max_filter_is_the_neighbourhood_maximum(shape: tuple[int, int], frames:
 def test_verify_takes_a_spectrogram_or_its_peaks() -> None:
     record = synth_record(3)
     spec = log_spectrogram(song_from(record, 2.0, 12.0, 1.05, [1.0], 12.0), RATE)
-    args = (60 * 256 / RATE, record, RATE, 1.1, 1.0, 1.12)
+    args = (60 * 256 / RATE, log_spectrogram(record, RATE), RATE, 1.1, 1.0, 1.12)
     align = verify(spec[60:560], *args)
     assert align.score > 15 and align == verify(SongPeaks.of(spec[60:560]), *args)
