@@ -169,7 +169,7 @@ class _Writer:
     def __init__(self, session: ModelSession, folder: Path, meta: CatalogueMeta, store: FaissStore,
                  table: np.ndarray, spectra: RecordSpectra, opts: BuildOptions) -> None:
         self.session, self.folder, self.meta, self.store, self.opts = session, folder, meta, store, opts
-        self.spectra = RecordSpectra(list(spectra.parts))  # an add appends to the current catalogue's
+        self.spectra = RecordSpectra(list(spectra.parts), list(spectra.sha256))  # an add appends to the current
         self.tables = [table]
         self.audio = RecordAudio(session.metadata.sample_rate)
         self.report = BuildReport()
@@ -210,9 +210,9 @@ class _Writer:
         ids = np.arange(start, start + vecs.shape[0], dtype=np.int64)
         self.store.add(ids, vecs)
         self.tables.append(np.concatenate([np.full((rows.shape[0], 1), index, dtype=np.int64), rows], 1))
-        frames = self.spectra.append(log_spectrogram(wave, self.meta.sample_rate))
+        spectrum = self.spectra.append(log_spectrogram(wave, self.meta.sample_rate))
         self.meta.records.append(RecordEntry(src.name, src.path, round(wave.shape[0] / self.meta.sample_rate, 3),
-                                             sha, start, start + vecs.shape[0], *frames))
+                                             sha, start, start + vecs.shape[0], *spectrum))
         self.audio.put(src.path, wave)
         self.report.indexed.append(src.name)
         self.report.windows += int(vecs.shape[0])
@@ -227,7 +227,7 @@ class _Writer:
         self.store.save(self.folder, meta.index_file)
         meta.index_sha256 = file_sha256(self.folder / meta.index_file)
         meta.ids_sha256 = save_ids(self.folder, meta.ids_file, table)
-        meta.spectra_sha256 = self.spectra.save(self.folder, meta.spectra_file)
+        self.spectra.save(self.folder, meta.spectra_file)
         cal = self._calibrate(table)
         save_calibration(self.folder, cal, CALIBRATION_FILE)
         write_meta(self.folder, meta)

@@ -14,8 +14,9 @@ A catalogue is one folder ``CAT/``::
 ``catalogue.json`` holds ``format_version``, ``generation`` (the token of the files it points at), the model's
 ``weights_sha256`` (and the model path used, as a default for ``index add``), ``sample_rate``,
 ``window_samples``, ``hop_samples``, ``scales``, ``dim``, the index and id-table file names with their
-SHA-256 (and the spectra file's), and per record ``name``, ``path``, ``duration_s``, ``sha256`` (of the decoded
-audio), the id range ``[id_start, id_end)`` and the spectrogram frame range ``[spec_start, spec_end)``.
+SHA-256, the spectra file's name, and per record ``name``, ``path``, ``duration_s``, ``sha256`` (of the decoded
+audio), the id range ``[id_start, id_end)``, and the spectrogram frame range ``[spec_start, spec_end)`` with the
+SHA-256 of those frames (checked when the record is first verified against).
 Format 1 (before the spectra) is refused with a line that says to rebuild. A killed writer leaves the previous ``catalogue.json`` pointing at the previous
 files, which are only deleted once the new ``catalogue.json`` is in place.
 """
@@ -70,6 +71,7 @@ class RecordEntry:
     id_end: int
     spec_start: int
     spec_end: int
+    spec_sha256: str
 
 
 @dataclass
@@ -88,7 +90,6 @@ class CatalogueMeta:
     ids_file: str = ""
     ids_sha256: str = ""
     spectra_file: str = ""
-    spectra_sha256: str = ""
     model_path: str = ""
     records: list[RecordEntry] = field(default_factory=list)
     format_version: int = CATALOGUE_FORMAT

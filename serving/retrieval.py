@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serving.catalogue import Catalogue
+from serving.catalogue_format import CatalogueError
 from serving.contract import AudioError, load_audio, one_line, round_score, round_time
 from serving.embedding import DEFAULT_BATCH, embed_wave
 from serving.matches import Match, SongResult
@@ -116,6 +117,7 @@ class Retriever:
     def __init__(self, session: ModelSession, catalogue: Catalogue, options: RetrievalOptions | None = None) -> None:
         self.session, self.catalogue = session, catalogue
         self.opts = options or RetrievalOptions()
+        self._corrupt: set[int] = set()
         self.rate = session.metadata.sample_rate
         meta = catalogue.meta
         self.hop = meta.hop_samples if self.opts.hop_s is None else max(1, round(self.opts.hop_s * self.rate))
@@ -144,12 +146,21 @@ class Retriever:
             return [], None
         return ranked, _Song(song_t, log_spectrogram(wave, self.rate), wave.shape[0] / self.rate)  # one STFT
 
-    def _record(self, index: int) -> np.ndarray:
-        """The record's log spectrogram ``[T, BANDS]``, from the catalogue (no record audio is read)."""
-        return self.catalogue.spectra.get(index)
+    def _record(self, index: int) -> np.ndarray | None:
+        """The record's log spectrogram ``[T, BANDS]``, from the catalogue (no record audio is read); None, with
+        one warning per run, when its stored frames are corrupt (the candidate is skipped)."""
+        try:
+            return self.catalogue.spectra.get(index)
+        except CatalogueError as err:
+            if index not in self._corrupt:
+                self._corrupt.add(index)
+                logger.warning("%s (record %r is not verified)", err, self.catalogue.meta.records[index].name)
+            return None
 
     def _verify(self, rv: RecordVotes, song: _Song, rank: int = 0) -> Verified | None:
         record = self._record(rv.record)
+        if record is None:
+            return None
         checked = [self._verify_one(occ, record, song) for occ in rv.occurrences[:VERIFY_OCCURRENCES]]
         if not checked:
             return None
@@ -202,7 +213,7 @@ class Retriever:
         record = self._record(cand.votes.record)
         spans = [cand.span]
         for i, occ in enumerate(cand.votes.occurrences):
-            if occ is cand.occurrence:
+            if occ is cand.occurrence or record is None:
                 continue
             align, span = cand.checked[i] if i < len(cand.checked) else self._verify_one(occ, record, cand.song)
             same_speed = abs(np.log(align.speed / cand.alignment.speed)) <= np.log(self.catalogue.scale_ratio)

@@ -160,6 +160,23 @@ def test_add_finds_the_new_record_and_undecodable_records_are_skipped(
     assert len(list(copy.glob("spectra-*.npy"))) == 1 and Catalogue.open(copy).spectra.get(3).shape[1] == BANDS
 
 
+def test_corrupt_spectra_of_one_record_skip_it_with_one_warning(built: Path, fp_model: Path, tmp_path: Path) -> None:
+    copy = _copy(built, tmp_path)
+    meta = json.loads((copy / CATALOGUE_FILE).read_text())
+    spectra = np.load(copy / meta["spectra_file"])
+    first = meta["records"][0]
+    spectra[first["spec_start"] + 10:first["spec_start"] + 20] += 1  # alpha's frames, bit rot
+    np.save(copy / meta["spectra_file"], spectra)
+    songs = [write(tmp_path / f"{n}.wav", song_from(synth_record(seed), 2.0, 7.0, 1.0, [1.0], 8.0))
+             for n, seed in (("a", 1), ("b", 2))]
+    res = _run("identify", "--model", fp_model, "--index", copy, "--format", "json", *songs)
+    assert res.exit_code == 0 and "Traceback" not in res.stderr
+    warnings = [line for line in res.stderr.splitlines() if "corrupt" in line]
+    assert len(warnings) == 1 and "'alpha' is not verified" in warnings[0]
+    answers = [[m["sample"] for m in song["matches"]] for song in json.loads(res.stdout)]
+    assert "alpha" not in answers[0] and answers[1] == ["beta"]
+
+
 def test_identify_needs_no_record_audio(built: Path, fp_model: Path, tmp_path: Path) -> None:
     """Verification reads the catalogue's spectra: moving the record files away changes nothing."""
     copy = _copy(built, tmp_path)
