@@ -16,9 +16,9 @@ A catalogue is one folder ``CAT/``::
 ``window_samples``, ``hop_samples``, ``scales``, ``dim``, the index and id-table file names with their
 SHA-256, the spectra file's name, and per record ``name``, ``path``, ``duration_s``, ``sha256`` (of the decoded
 audio), the id range ``[id_start, id_end)``, and the spectrogram frame range ``[spec_start, spec_end)`` with the
-SHA-256 of those frames (checked when the record is first verified against).
-Format 1 (before the spectra) is refused with a line that says to rebuild. A killed writer leaves the previous ``catalogue.json`` pointing at the previous
-files, which are only deleted once the new ``catalogue.json`` is in place.
+SHA-256 of those frames (checked when the record is first verified against). Format 1 (before the spectra)
+is refused with a line that says to rebuild. A killed writer leaves the previous ``catalogue.json`` pointing at
+the previous files, which are only deleted once the new ``catalogue.json`` is in place.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ class FaissStore:
             raise ValueError(f"dim must be positive, got {dim}")
         self.dim, self.nprobe = dim, nprobe
         self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        self._ids: np.ndarray | None = None  # the flat store's ids by row, read once per size
+        self._ids: np.ndarray | None = None  # the flat store's ids by row, read once after each add
 
     @property
     def ntotal(self) -> int:
@@ -143,7 +143,7 @@ class FaissStore:
             return np.full((m, k), -np.finfo(np.float32).max, dtype=np.float32), np.full((m, k), -1, dtype=np.int64)
         flat = faiss.downcast_index(self.index.index)
         base = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)  # [n, d], a view
-        if self._ids is None or self._ids.shape[0] != n:
+        if self._ids is None:  # add() drops it
             self._ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)  # [n]
         sims = np.full((m, k), -np.inf, dtype=np.float32)  # [m, k] best so far
         rows = np.full((m, k), -1, dtype=np.int64)  # [m, k]
