@@ -51,6 +51,7 @@ VARIANTS: dict[str, dict[str, object]] = {  # bench/NOTES.md #22 and #25 have th
     "small_peaks": {"PEAK_FRAMES": 2, "PEAK_BANDS": 1},  # denser peaks
     "occ1": {"VERIFY_OCCURRENCES": 1},  # serving.retrieval's: occurrences verified per candidate
     "occ4": {"VERIFY_OCCURRENCES": 4},
+    "no_search": {"SEARCH_RECORD": False},  # voted occurrences only (shipped until #28)
 }
 
 
