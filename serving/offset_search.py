@@ -103,7 +103,7 @@ def propose(song_spec: np.ndarray, song_lo_s: float, record: RecordMap, sample_r
     width = frames + reach  # lags -reach .. T_c - 1
     hits = sliding_window_view(padded, width, axis=1)[cols, rows].sum(axis=1, dtype=np.int32)  # [H, L]
     stats = np.pad(np.stack([record.chance, record.chance * (1 - record.chance)]), ((0, 0), (reach, reach)))
-    counts = np.stack([np.bincount(r[c < bands], minlength=reach) for r, c in zip(rows, cols)])  # [H, reach]
+    counts = np.stack([np.bincount(r[c < bands], minlength=reach) for r, c in zip(rows, cols, strict=True)])  # [H, reach]
     windows = sliding_window_view(stats, width, axis=1)  # [2, reach + 1, L]
     expected, variance = (counts.astype(np.float64) @ windows[i][:reach] for i in range(2))  # [H, L] each
     z = (hits - expected) / np.sqrt(np.maximum(variance, 1e-6))  # [H, L]
