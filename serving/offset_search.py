@@ -11,7 +11,7 @@ length but never with the catalogue:
    :data:`COARSE` spectrogram frames (64 ms) and dilated by one coarse frame and one band (:class:`RecordMap`,
    computed once per record);
 2. the song segment's own peaks are mapped into record time under each hypothesis: a time-scale from
-   :data:`SPEEDS` (``0.75 .. 1.35``, steps small enough that the drift over :data:`SEARCH_S` stays within the
+   :func:`speeds` (``0.75 .. 1.35``, steps small enough that the drift over :data:`SEARCH_S` stays within the
    dilation) with the bands shifted as a turntable does, the same time-scales with the bands unshifted
    (tempo-only), and the pitch-only shifts of :data:`~serving.verify_align.PITCH_SEMITONES` at speed 1;
 3. each hypothesis is slid over every coarse lag of the record: the peaks found there, beyond what the record's

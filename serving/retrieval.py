@@ -35,7 +35,7 @@ from serving.catalogue_format import CatalogueError
 from serving.contract import AudioError, load_audio, one_line, round_score, round_time
 from serving.embedding import DEFAULT_BATCH, embed_wave
 from serving.matches import Match, SongResult
-from serving.offset_search import RecordMap, propose
+from serving.offset_search import propose
 from serving.session import ModelSession
 from serving.verify_align import FRAME_HOP, NO_SCORE, Alignment, SongPeaks, log_spectrogram, verify
 from serving.voting import MIN_VOTES, Occurrence, RecordVotes, by_record, occurrences
@@ -48,7 +48,6 @@ VERIFY_OCCURRENCES = 2  # per candidate, the best-voted ones
 RANK_PENALTY = 0.0  # (z: none helps, NOTES #25) raw score = peak score - this x the candidate's rank by votes (0 = most votes)
 MIN_VERIFY_S = 3.0
 SEARCH_RECORD = True  # also verify where the best occurrence's song segment best sits in the whole record
-RECORD_MAPS = 256  # records whose search maps are kept
 SPAN_FRACTION = 0.6  # another occurrence is reported when it verifies to this fraction of the best
 
 
@@ -121,7 +120,6 @@ class Retriever:
         self.session, self.catalogue = session, catalogue
         self.opts = options or RetrievalOptions()
         self._corrupt: set[int] = set()
-        self._maps: dict[int, RecordMap] = {}
         self.rate = session.metadata.sample_rate
         meta = catalogue.meta
         self.hop = meta.hop_samples if self.opts.hop_s is None else max(1, round(self.opts.hop_s * self.rate))
@@ -180,7 +178,7 @@ class Retriever:
         lo, hi = self._span(rv.occurrences[0], song)
         vlo, vhi = verify_window(lo, hi, song.duration_s)
         first, end = int(vlo / frame_s), max(int(vlo / frame_s) + 1, int(vhi / frame_s))
-        found = propose(song.spec[first:end], first * frame_s, self._map(rv.record, record), self.rate, FRAME_HOP)
+        found = propose(song.spec[first:end], first * frame_s, self.catalogue.spectra.search_map(rv.record), self.rate, FRAME_HOP)
         if found is None:
             return Alignment(NO_SCORE, 1.0, 0.0), (lo, hi)
         align = verify(song.peaks(first, end), first * frame_s, record, self.rate, found.offset_s, found.speed,
@@ -188,13 +186,6 @@ class Retriever:
         if align.song_lo_s is not None and align.song_hi_s is not None:
             lo, hi = align.song_lo_s, min(align.song_hi_s, song.duration_s)
         return align, (lo, hi)
-
-    def _map(self, index: int, record: np.ndarray) -> RecordMap:
-        if index not in self._maps:
-            if len(self._maps) >= RECORD_MAPS:
-                self._maps.pop(next(iter(self._maps)))
-            self._maps[index] = RecordMap.of(record)
-        return self._maps[index]
 
     def _verify_one(self, occ: Occurrence, record: np.ndarray, song: _Song) -> tuple[Alignment, tuple[float, float]]:
         """Verify one occurrence; the span is the part of the song the record matches (else the votes' span)."""

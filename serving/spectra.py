@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from serving.catalogue_format import CatalogueError, CatalogueMeta
 from serving.contract import atomic_write, one_line
+from serving.offset_search import RecordMap
 from serving.verify_align import BANDS
 
 SPECTRA_DTYPE = np.float16
+SEARCH_MAPS = 256  # records whose offset-search maps are kept
 
 
 class RecordSpectra:
@@ -37,6 +40,8 @@ class RecordSpectra:
         self.parts = parts if parts is not None else []
         self.sha256 = sha256 if sha256 is not None else [_digest(p) for p in self.parts]
         self.where, self._checked = where, set()
+        self._maps: dict[int, RecordMap] = {}  # the offset search's view of each record, built once
+        self._maps_lock = threading.Lock()  # the HTTP server's retrieval threads share one catalogue
 
     def append(self, spec: np.ndarray) -> tuple[int, int, str]:
         """Add the next record's spectrogram; returns its frame range ``[start, end)`` and its SHA-256."""
@@ -54,6 +59,16 @@ class RecordSpectra:
                                      "corrupt (SHA-256 differs); rebuild the catalogue")
             self._checked.add(index)
         return np.asarray(self.parts[index], dtype=np.float32)
+
+    def search_map(self, index: int) -> RecordMap:
+        """Record ``index`` as :mod:`serving.offset_search` reads it, computed once (the last
+        :data:`SEARCH_MAPS` records used are kept)."""
+        with self._maps_lock:
+            if index not in self._maps:
+                if len(self._maps) >= SEARCH_MAPS:
+                    self._maps.pop(next(iter(self._maps)))
+                self._maps[index] = RecordMap.of(self.get(index))
+            return self._maps[index]
 
     def save(self, folder: str | os.PathLike, name: str) -> None:
         """Write all spectra atomically as ``folder/name``."""
