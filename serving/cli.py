@@ -21,7 +21,7 @@ from serving.contract import ModelError, log_to_stderr, show_progress
 from serving.identify import IdentifyOptions, display_path, identify
 from serving.matches import MatchOptions, default_threshold
 from serving.output import FORMATS, default_format, make_writer
-from serving.session import DEVICES, ModelSession, SessionOptions
+from serving.session import DEVICES, ModelSession, SessionOptions, limit_blas_threads
 
 logger = logging.getLogger("serving")
 
@@ -97,6 +97,7 @@ def main(verbose: bool, quiet: bool) -> None:
     """
     level = logging.ERROR if quiet else (logging.DEBUG if verbose else logging.INFO)
     log_to_stderr(level, "%(message)s")
+    limit_blas_threads()
 
 
 @main.command("identify")

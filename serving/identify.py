@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -19,14 +17,13 @@ import numpy as np
 
 from serving.contract import ModelMetadata, warn_repairs
 from serving.matches import MatchOptions, SongResult, default_threshold, effective_threshold, match_song
+from serving.prefetch import prefetched
 from serving.session import ModelSession
 from serving.windows import Batch, FileDone, iter_batches
 
 logger = logging.getLogger(__name__)
 
 PREFETCH_BATCHES = 2
-PUT_POLL_S = 0.1
-_END = object()
 
 
 @dataclass
@@ -52,43 +49,6 @@ def hop_samples(session: ModelSession, hop_s: float | None) -> int:
     if not hop_s > 0:
         raise ValueError(f"--hop must be > 0 seconds, got {hop_s}")
     return max(1, int(round(hop_s * meta.sample_rate)))
-
-
-def _prefetched(batches: Iterator[Batch]) -> Iterator[Batch]:
-    """Run the batch producer in a daemon thread, PREFETCH_BATCHES ahead of the consumer.
-
-    If the consumer stops early (an exception, or the generator is closed), the producer is told to stop and
-    drops out at its next put, so no thread or decoded audio outlives the run.
-    """
-    q: queue.Queue = queue.Queue(maxsize=PREFETCH_BATCHES)
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=PUT_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                if not put(batch):
-                    return
-            put(_END)
-        except BaseException as err:  # re-raised in the consumer thread
-            put(err)
-
-    threading.Thread(target=produce, name="ast-serve-decode", daemon=True).start()
-    try:
-        while (item := q.get()) is not _END:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
 
 
 def _split_by_file(batch: Batch, probs: np.ndarray, acc: dict[int, list]) -> None:
@@ -161,7 +121,7 @@ def identify(
     batches = iter_batches(list(paths), meta.window_samples, hop_samples(session, opts.hop_s),
                            opts.batch_size, meta.sample_rate)
     if opts.prefetch:
-        batches = _prefetched(batches)
+        batches = prefetched(batches, PREFETCH_BATCHES, "ast-serve-decode")
     acc: dict[int, list] = {}
     failed: dict[int, str] = {}
     for batch in batches:

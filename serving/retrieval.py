@@ -36,6 +36,7 @@ from serving.contract import AudioError, load_audio, one_line, round_score, roun
 from serving.embedding import DEFAULT_BATCH, embed_wave
 from serving.matches import Match, SongResult
 from serving.offset_search import propose
+from serving.prefetch import prefetched
 from serving.session import ModelSession
 from serving.verify_align import FRAME_HOP, NO_SCORE, Alignment, SongPeaks, log_spectrogram, verify
 from serving.voting import MIN_VOTES, Occurrence, RecordVotes, by_record, occurrences
@@ -49,6 +50,7 @@ RANK_PENALTY = 0.0  # (z: none helps, NOTES #25) raw score = peak score - this x
 MIN_VERIFY_S = 3.0
 SEARCH_RECORD = True  # also verify where the best occurrence's song segment best sits in the whole record
 SPAN_FRACTION = 0.6  # another occurrence is reported when it verifies to this fraction of the best
+PIPELINE_SONGS = 2  # songs decoded and searched ahead of the one being verified
 
 
 @dataclass
@@ -74,6 +76,16 @@ class RetrievalOptions:
     threshold: float | None = None
     batch_size: int = DEFAULT_BATCH
     hop_s: float | None = None
+
+
+@dataclass
+class Hits:
+    """A song's k-NN search: window start times ``song_t`` ``[m]`` (seconds), neighbours ``sims``, ``ids``
+    ``[m, k]``."""
+
+    song_t: np.ndarray
+    sims: np.ndarray
+    ids: np.ndarray
 
 
 @dataclass
@@ -127,26 +139,40 @@ class Retriever:
     def candidates(self, wave: np.ndarray, exclude: tuple[int, int] | None = None,
                    min_votes: int | None = None) -> list[Verified]:
         """Verified candidates of a song, best raw score first (none when nothing votes consistently)."""
-        ranked, song = self.voted(wave, exclude, min_votes)
+        return self._candidates(wave, self.search(wave, exclude), min_votes)
+
+    def _candidates(self, wave: np.ndarray, hits: Hits | None, min_votes: int | None) -> list[Verified]:
+        ranked, song = self.vote(wave, hits, min_votes)
         verified = [v for rank, rv in enumerate(ranked) if (v := self._verify(rv, song, rank)) is not None]
         verified.sort(key=lambda v: -v.raw)
         return verified
 
+    def search(self, wave: np.ndarray, exclude: tuple[int, int] | None = None) -> Hits | None:
+        """Embed the song's windows and find their neighbours (None: no window, or an empty catalogue): the
+        part of identify that runs the model, so a pipeline can run it ahead of verification."""
+        starts, emb = embed_wave(self.session, wave, self.hop, self.opts.batch_size)
+        if emb.shape[0] == 0 or self.catalogue.store.ntotal == 0:
+            return None
+        k = min(self.opts.k, self.catalogue.store.ntotal)
+        sims, ids = self.catalogue.store.search(emb, k, exclude)  # [m, k]
+        return Hits(starts / self.rate, sims, ids)
+
     def voted(self, wave: np.ndarray, exclude: tuple[int, int] | None = None,
               min_votes: int | None = None) -> tuple[list[RecordVotes], _Song | None]:
         """The candidate records by votes, most first, and the song as verification sees it (None: no votes)."""
-        starts, emb = embed_wave(self.session, wave, self.hop, self.opts.batch_size)
-        if emb.shape[0] == 0 or self.catalogue.store.ntotal == 0:
+        return self.vote(wave, self.search(wave, exclude), min_votes)
+
+    def vote(self, wave: np.ndarray, hits: Hits | None,
+             min_votes: int | None = None) -> tuple[list[RecordVotes], _Song | None]:
+        """:meth:`voted` from the song's :meth:`search`."""
+        if hits is None:
             return [], None
-        k = min(self.opts.k, self.catalogue.store.ntotal)
-        sims, ids = self.catalogue.store.search(emb, k, exclude)  # [m, k]
-        song_t = starts / self.rate  # [m]
-        found = occurrences(song_t, sims, ids, self.catalogue.table, self.catalogue.scales, self.rate,
-                            self.hop / self.rate, self.opts.min_votes if min_votes is None else min_votes)
+        found = occurrences(hits.song_t, hits.sims, hits.ids, self.catalogue.table, self.catalogue.scales,
+                            self.rate, self.hop / self.rate, self.opts.min_votes if min_votes is None else min_votes)
         ranked = by_record(found, max(self.opts.candidates, self.opts.top_k))
         if not ranked:
             return [], None
-        return ranked, _Song(song_t, log_spectrogram(wave, self.rate), wave.shape[0] / self.rate)  # one STFT
+        return ranked, _Song(hits.song_t, log_spectrogram(wave, self.rate), wave.shape[0] / self.rate)  # one STFT
 
     def _record(self, index: int) -> np.ndarray | None:
         """The record's log spectrogram ``[T, BANDS]``, from the catalogue (no record audio is read); None, with
@@ -164,9 +190,9 @@ class Retriever:
         if record is None:
             return None
         checked = [self._verify_one(occ, record, song) for occ in rv.occurrences[:VERIFY_OCCURRENCES]]
-        if not checked:
+        tried = checked + ([self._searched(rv, record, song)] if SEARCH_RECORD and rv.occurrences else [])
+        if not tried:
             return None
-        tried = checked + ([self._searched(rv, record, song)] if SEARCH_RECORD else [])
         i = max(range(len(tried)), key=lambda j: tried[j][0].score)  # the first of equal bests, as before
         occurrence = rv.occurrences[i if i < len(checked) else 0]
         return Verified(rv, occurrence, *tried[i], song, rank, checked)
@@ -217,10 +243,14 @@ class Retriever:
 
     def matches(self, wave: np.ndarray) -> list[Match]:
         """Matches of one song above the threshold, best first."""
+        return self.answer(wave, self.search(wave))
+
+    def answer(self, wave: np.ndarray, hits: Hits | None) -> list[Match]:
+        """:meth:`matches` from the song's :meth:`search` (a pipeline runs it ahead)."""
         cal = self.catalogue.calibration
         threshold = cal.threshold_for(self.opts.far, self.opts.threshold)
         out = []
-        for cand in self.candidates(wave):
+        for cand in self._candidates(wave, hits, None):
             score = cal.score(cand.raw)
             if score < threshold or len(out) >= self.opts.top_k:
                 break
@@ -278,25 +308,50 @@ def merge_spans(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return merged
 
 
-def identify_indexed(session: ModelSession, catalogue: Catalogue, paths: list,
-                     options: RetrievalOptions | None = None) -> Iterator[SongResult]:
-    """One :class:`SongResult` per path, in order, answered by retrieval (decoding errors are per file)."""
+@dataclass
+class _Decoded:
+    """A song as the pipeline's producer hands it over: decoded and searched, or the file's error."""
+
+    shown: str
+    duration: float | None = None
+    wave: np.ndarray | None = None
+    hits: Hits | None = None
+    error: str | None = None
+
+
+def _decoded(retriever: Retriever, paths: list) -> Iterator[_Decoded]:
+    """Decode and search each path (the producer's half of :func:`identify_indexed`)."""
     from serving.identify import display_path
 
-    retriever = Retriever(session, catalogue, options)
-    rate = session.metadata.sample_rate
     for path in paths:
         shown = display_path(path)
         try:
-            wave = load_audio(path, rate)
+            wave = load_audio(path, retriever.rate)
         except AudioError as err:
-            yield SongResult(shown, error=str(err))
+            yield _Decoded(shown, error=str(err))
             continue
         if wave.shape[0] == 0:
-            yield SongResult(shown, 0.0, error="contains no audio samples")
+            yield _Decoded(shown, 0.0, error="contains no audio samples")
             continue
-        duration = round_time(wave.shape[0] / rate)
+        duration = round_time(wave.shape[0] / retriever.rate)
         try:
-            yield SongResult(shown, duration, retriever.matches(wave))
+            yield _Decoded(shown, duration, wave, retriever.search(wave))
         except (RuntimeError, ValueError, MemoryError) as err:  # an ORT or FAISS failure costs this file only
-            yield SongResult(shown, duration, error=f"retrieval failed: {one_line(err)}")
+            yield _Decoded(shown, duration, error=f"retrieval failed: {one_line(err)}")
+
+
+def identify_indexed(session: ModelSession, catalogue: Catalogue, paths: list,
+                     options: RetrievalOptions | None = None) -> Iterator[SongResult]:
+    """One :class:`SongResult` per path, in order, answered by retrieval (decoding errors are per file).
+
+    A producer thread decodes, embeds and searches the next songs while this one votes and verifies (numpy):
+    the model's threads and verification share the cores (:mod:`serving.prefetch`)."""
+    retriever = Retriever(session, catalogue, options)
+    for song in prefetched(_decoded(retriever, paths), PIPELINE_SONGS, "ast-serve-search"):
+        if song.wave is None:
+            yield SongResult(song.shown, song.duration, error=song.error)
+            continue
+        try:
+            yield SongResult(song.shown, song.duration, retriever.answer(song.wave, song.hits))
+        except (RuntimeError, ValueError, MemoryError) as err:  # a numpy failure costs this file only
+            yield SongResult(song.shown, song.duration, error=f"retrieval failed: {one_line(err)}")

@@ -26,6 +26,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from serving.backends import BACKENDS, Backend, artifact_precision, check_precision
 from serving.backends.ort import (
@@ -44,6 +45,11 @@ from serving.contract import ModelError, ModelMetadata, kind_mismatch
 logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
+# numpy's BLAS threads in ast-serve: verification's products are small, and an idle OpenBLAS worker spins on the
+# core that the model's threads (or a pipeline's other stage) need: identify --index, 60 songs, 2 cores: 69.5x
+# real time with OpenBLAS's default threads, 71.9x with one, 96.5x with one and the search pipelined
+# (bench/NOTES.md #29).
+BLAS_THREADS = 1
 
 __all__ = ["BACKENDS", "CPU_EP", "CUDA_EP", "CUDA_OPTIONS", "DEVICES", "ModelSession", "SessionOptions"]
 
@@ -210,3 +216,8 @@ def _check_file(path: str) -> None:
         raise ModelError(f"model file is not readable: {path}")
     if os.path.getsize(path) == 0:
         raise ModelError(f"model file is empty: {path}")
+
+
+def limit_blas_threads() -> None:
+    """Run numpy's BLAS on :data:`BLAS_THREADS` threads from now on (``ast-serve`` calls it once, at start)."""
+    threadpool_limits(limits=BLAS_THREADS, user_api="blas")

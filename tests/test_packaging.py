@@ -24,7 +24,7 @@ tomllib = pytest.importorskip("tomllib")
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
 # What serving imports at run time: the base install must provide it.
-RUNTIME_DISTRIBUTIONS = ("numpy", "onnxruntime-gpu", "soundfile", "soxr", "click", "tqdm", "faiss-cpu", "openvino")
+RUNTIME_DISTRIBUTIONS = ("numpy", "onnxruntime-gpu", "soundfile", "soxr", "click", "tqdm", "faiss-cpu", "openvino", "threadpoolctl")
 # What the base install must never pull in (about 5 GB with the CUDA builds).
 TRAINING_STACK = ("torch", "torchaudio", "torchvision", "timm", "onnx", "onnxscript")
 INSTALL_TIMEOUT_S = 1800

@@ -12,10 +12,13 @@ import pytest
 from click.testing import CliRunner
 
 from serving.calibration import DUPLICATE_SCORE, Calibration
+from serving.catalogue import Catalogue
 from serving.cli import main
+from serving.contract import load_audio
 from serving.matches import Match, SongResult
 from serving.output import make_writer
-from serving.retrieval import merge_spans
+from serving.retrieval import Retriever, identify_indexed, merge_spans
+from serving.session import ModelSession, SessionOptions
 from serving.verify_align import log_spectrogram, verify
 from serving.voting import by_record, occurrences
 from tests.serving.fake_model import build_fingerprint_model
@@ -72,6 +75,26 @@ def test_a_song_that_samples_nothing_gets_no_match(setup: tuple[Path, Path], tmp
     assert len(json.loads(loose.stdout)[0]["matches"]) == 1
     lax = _run("identify", "--model", model, "--index", cat, "--format", "json", "--far", "0.999", other)
     assert len(json.loads(lax.stdout)[0]["matches"]) == 1  # --far 0.999: score >= 0.001 suffices
+
+
+def test_the_pipeline_answers_in_order_as_one_song_at_a_time(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    """identify_indexed searches ahead in a thread: the same answers as Retriever.matches, in input order, and a
+    bad file between good ones costs only its own line."""
+    model, cat = setup
+    songs = [write(tmp_path / f"s{i}.wav", song_from(synth_record(seed), 2.0, 7.0, speed, [1.0], 9.0))
+             for i, (seed, speed) in enumerate([(2, 1.0), (1, 1.1), (3, 0.9)])]
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio")
+    paths = [songs[0], bad, songs[1], tmp_path / "absent.wav", songs[2]]
+    session = ModelSession(str(model), SessionOptions(backend="ort"))
+    catalogue = Catalogue.open(cat, session.metadata)
+    results = list(identify_indexed(session, catalogue, paths))
+    assert [r.path for r in results] == [str(p) for p in paths]
+    assert [r.error is not None for r in results] == [False, True, False, True, False]
+    serial = Retriever(session, catalogue)
+    for result, path in zip(results[::2], songs, strict=True):
+        assert result.matches == serial.matches(load_audio(str(path), RATE))
+    assert [r.matches[0].sample for r in results[::2]] == ["beta", "alpha", "gamma"]
 
 
 def test_table_and_csv_show_the_retrieval_fields(setup: tuple[Path, Path], tmp_path: Path) -> None:
