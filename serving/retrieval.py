@@ -44,7 +44,7 @@ from serving.voting import MIN_VOTES, Occurrence, RecordVotes, by_record, occurr
 logger = logging.getLogger(__name__)
 
 DEFAULT_K = 32
-CANDIDATES = 6
+CANDIDATES = 10
 VERIFY_OCCURRENCES = 2  # per candidate, the best-voted ones
 RANK_PENALTY = 0.0  # (z: none helps, NOTES #25) raw score = peak score - this x the candidate's rank by votes (0 = most votes)
 MIN_VERIFY_S = 3.0
@@ -200,31 +200,37 @@ class Retriever:
     def _searched(self, rv: RecordVotes, record: np.ndarray, song: _Song) -> tuple[Alignment, tuple[float, float]]:
         """The best occurrence's song segment verified where the whole-record search puts it
         (:mod:`serving.offset_search`); a failed alignment when the segment has too few peaks."""
-        frame_s = FRAME_HOP / self.rate
-        lo, hi = self._span(rv.occurrences[0], song)
-        vlo, vhi = verify_window(lo, hi, song.duration_s)
-        first, end = int(vlo / frame_s), max(int(vlo / frame_s) + 1, int(vhi / frame_s))
-        found = propose(song.spec[first:end], first * frame_s, self.catalogue.spectra.search_map(rv.record), self.rate, FRAME_HOP)
+        span, (first, end) = self._segment(rv.occurrences[0], song)
+        found = propose(song.spec[first:end], first * FRAME_HOP / self.rate,
+                        self.catalogue.spectra.search_map(rv.record), self.rate, FRAME_HOP)
         if found is None:
-            return Alignment(NO_SCORE, 1.0, 0.0), (lo, hi)
-        align = verify(song.peaks(first, end), first * frame_s, record, self.rate, found.offset_s, found.speed,
-                       self.catalogue.scale_ratio)
-        if align.song_lo_s is not None and align.song_hi_s is not None:
-            lo, hi = align.song_lo_s, min(align.song_hi_s, song.duration_s)
-        return align, (lo, hi)
+            return Alignment(NO_SCORE, 1.0, 0.0), span
+        return self._verified(song, (first, end), record, (found.offset_s, found.speed), span)
 
     def _verify_one(self, occ: Occurrence, record: np.ndarray, song: _Song) -> tuple[Alignment, tuple[float, float]]:
         """Verify one occurrence; the span is the part of the song the record matches (else the votes' span)."""
+        span, frames = self._segment(occ, song)
+        place = (occ.offset_s, float(self.catalogue.scales[occ.scale_index]))
+        return self._verified(song, frames, record, place, span)
+
+    def _segment(self, occ: Occurrence, song: _Song) -> tuple[tuple[float, float], tuple[int, int]]:
+        """The occurrence's span in the song (seconds) and the song frames ``[first, end)`` verified for it."""
         frame_s = FRAME_HOP / self.rate
         lo, hi = self._span(occ, song)
         vlo, vhi = verify_window(lo, hi, song.duration_s)
         first = int(vlo / frame_s)
-        segment = song.peaks(first, max(first + 1, int(vhi / frame_s)))
-        speed = float(self.catalogue.scales[occ.scale_index])
-        align = verify(segment, first * frame_s, record, self.rate, occ.offset_s, speed, self.catalogue.scale_ratio)
+        return (lo, hi), (first, max(first + 1, int(vhi / frame_s)))
+
+    def _verified(self, song: _Song, frames: tuple[int, int], record: np.ndarray, place: tuple[float, float],
+                  span: tuple[float, float]) -> tuple[Alignment, tuple[float, float]]:
+        """Verify song ``frames`` against ``record`` at ``place`` (offset, speed); the span is the part of the song
+        that the record matches, else ``span``."""
+        first, end = frames
+        align = verify(song.peaks(first, end), first * FRAME_HOP / self.rate, record, self.rate, *place,
+                       self.catalogue.scale_ratio)
         if align.song_lo_s is not None and align.song_hi_s is not None:
-            lo, hi = align.song_lo_s, min(align.song_hi_s, song.duration_s)
-        return align, (lo, hi)
+            span = (align.song_lo_s, min(align.song_hi_s, song.duration_s))
+        return align, span
 
     def _span(self, occ: Occurrence, song: _Song) -> tuple[float, float]:
         window_s = self.session.metadata.window_s
