@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from serving.verify_align import MIN_PEAKS, PITCH_SEMITONES, _max_filter, band_ratio, peak_map
+from serving.verify_align import MIN_PEAKS, Hypotheses, _max_filter, band_ratio, peak_map
 
 COARSE = 4  # spectrogram frames per coarse frame (64 ms at 16 kHz)
 SEARCH_S = 4.0  # at most this much of the segment (its middle) is searched
@@ -74,15 +74,6 @@ class Proposal:
     score: float
 
 
-def _hypotheses(ratio: float) -> tuple[np.ndarray, np.ndarray]:
-    """Time-scales ``[H]`` and the band shift ``[H]`` that maps a song band to the record's."""
-    fines = speeds()
-    pitch = 2.0 ** (np.array(PITCH_SEMITONES) / 12)
-    scale = np.concatenate([fines, fines, np.ones_like(pitch)])
-    shift = -np.log(np.concatenate([fines, np.ones_like(fines), pitch])) / np.log(ratio)
-    return scale, shift
-
-
 def propose(song_spec: np.ndarray, song_lo_s: float, record: RecordMap, sample_rate: int,
             frame_hop: int) -> Proposal | None:
     """Where the song segment (log spectrogram ``song_spec`` ``[T, B]`` starting at ``song_lo_s``) best sits in
@@ -94,7 +85,8 @@ def propose(song_spec: np.ndarray, song_lo_s: float, record: RecordMap, sample_r
     if t.shape[0] < MIN_PEAKS:
         return None
     bands, frames = record.found.shape[0] - 1, record.found.shape[1]
-    scale, shift = _hypotheses(band_ratio(sample_rate))
+    hyps = Hypotheses.families(speeds(), 1.0, band_ratio(sample_rate))
+    scale, shift = hyps.scale, -hyps.shift  # the record's peaks map to the song by shift: the song's map back
     rows = np.floor(scale[:, None] * t[None, :] / COARSE).astype(np.int64)  # [H, P] record coarse frame at lag 0
     cols = np.rint(b[None, :] + shift[:, None]).astype(np.int64)  # [H, P]
     cols = np.where((cols >= 0) & (cols < bands), cols, bands)  # out of band: the empty band

@@ -64,11 +64,11 @@ class RecordSpectra:
         """Record ``index`` as :mod:`serving.offset_search` reads it, computed once (the last
         :data:`SEARCH_MAPS` records used are kept)."""
         with self._maps_lock:
-            if index not in self._maps:
-                if len(self._maps) >= SEARCH_MAPS:
-                    self._maps.pop(next(iter(self._maps)))
-                self._maps[index] = RecordMap.of(self.get(index))
-            return self._maps[index]
+            found = self._maps.pop(index, None) or RecordMap.of(self.get(index))
+            self._maps[index] = found  # now the most recently used
+            if len(self._maps) > SEARCH_MAPS:
+                self._maps.pop(next(iter(self._maps)))
+            return found
 
     def save(self, folder: str | os.PathLike, name: str) -> None:
         """Write all spectra atomically as ``folder/name``."""

@@ -175,8 +175,13 @@ class Hypotheses:
         """Turntable and tempo-only at each fine time-scale, pitch-only at ``speed``, for ``frames`` frames."""
         step = np.log(max(scale_ratio, 1.0 + 1e-6))  # one catalogue step, per side
         per_side = int(np.clip(np.ceil(step * frames / (2 * TOLERANCE_FRAMES)), FINE_SCALE_STEPS, MAX_FINE_STEPS))
-        fines = speed * np.exp(np.linspace(-step, step, 2 * per_side + 1))  # [F]
-        shifted = 2.0 ** (np.array(PITCH_SEMITONES) / 12)  # [P] pitch-only ratios, at the voted tempo
+        return cls.families(speed * np.exp(np.linspace(-step, step, 2 * per_side + 1)), speed, ratio)
+
+    @classmethod
+    def families(cls, fines: np.ndarray, speed: float, ratio: float) -> Hypotheses:
+        """Turntable and tempo-only at each time-scale of ``fines`` ``[F]``, and pitch-only
+        (:data:`PITCH_SEMITONES`) at ``speed``; bands ``ratio`` apart."""
+        shifted = 2.0 ** (np.array(PITCH_SEMITONES) / 12)  # [P] pitch-only ratios
         scale = np.concatenate([fines, fines, np.full(len(shifted), speed)])
         pitch = np.concatenate([fines, np.ones_like(fines), shifted])
         return cls(scale, np.log(pitch) / np.log(ratio))

@@ -25,7 +25,6 @@ from pathlib import Path
 import click
 import numpy as np
 
-import serving.offset_search as offset_search
 import serving.retrieval as retrieval
 import serving.verify_align as va
 from serving.catalogue import Catalogue
@@ -58,9 +57,9 @@ VARIANTS: dict[str, dict[str, object]] = {  # bench/NOTES.md #22 and #25 have th
 
 
 def _with(settings: dict[str, object]):
-    """Set ``settings`` on :mod:`serving.verify_align` (or :mod:`serving.offset_search` or
-    :mod:`serving.retrieval`, whichever holds the name); returns the previous values."""
-    module = lambda name: next(m for m in (va, offset_search, retrieval) if hasattr(m, name))  # noqa: E731
+    """Set ``settings`` on :mod:`serving.verify_align` (or :mod:`serving.retrieval`, which holds the name);
+    returns the previous values."""
+    module = lambda name: va if hasattr(va, name) else retrieval  # noqa: E731
     old = {name: getattr(module(name), name) for name in settings}
     for name, value in settings.items():
         setattr(module(name), name, value)
