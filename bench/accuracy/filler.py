@@ -1,11 +1,13 @@
 """Filler records for the retrieval benchmark: other music, cut into pieces, that no song samples.
 
-    .venv/bin/python -m bench.accuracy.filler --sources filler.txt --out FILLER_DIR [--piece-s 90] [--max-pieces 6]
+    .venv/bin/python -m bench.accuracy.filler --sources filler.txt --out FILLER_DIR [--piece-s 0] [--max-pieces 6]
 
-``filler.txt`` lists audio files, one per line, as ``../shared/bench/fetch_sources.sh filler DIR`` prints them
-(other Debian music packages, like Sample100's filler tracks). Each file is decoded at 16 kHz mono and cut into
-consecutive pieces of ``--piece-s`` seconds (at most ``--max-pieces`` per file; a last piece shorter than half
-that is dropped), written as FLAC, and listed in ``FILLER_DIR/filler.csv`` (``sample,record_path``, absolute
+``filler.txt`` lists audio files, one per line, as ``bench/accuracy/fetch_filler.sh DIR`` (or
+``../shared/bench/fetch_sources.sh filler DIR``) prints them: other Debian music packages, like Sample100's
+filler tracks. Each file is decoded at 16 kHz mono and written as FLAC: whole (``--piece-s 0``, the default:
+what the bar means) or cut into consecutive pieces of ``--piece-s`` seconds (at most ``--max-pieces`` per file; a
+later piece shorter than half that is dropped; pieces of one looping track are near-duplicates of each other,
+which the catalogue's calibration then meets as null queries that match), and listed in ``FILLER_DIR/filler.csv`` (``sample,record_path``, absolute
 paths), the CSV that ``bench.accuracy.retrieval_eval --filler`` takes. A file that fails to decode is one line
 on stderr and is skipped.
 """
@@ -27,15 +29,18 @@ SAMPLE_RATE = 16000
 
 
 def cut(wave, piece: int, max_pieces: int) -> list:
-    """Consecutive ``piece``-sample slices of ``wave`` (the last one kept if at least half a piece)."""
+    """Consecutive ``piece``-sample slices of ``wave`` (0: the whole wave). The first is always kept (a short track
+    is one record); a later one only if it is at least half a piece."""
+    if piece <= 0:
+        return [wave]
     pieces = [wave[i:i + piece] for i in range(0, len(wave), piece)][:max_pieces]
-    return [p for p in pieces if len(p) >= piece // 2]
+    return pieces[:1] + [p for p in pieces[1:] if len(p) >= piece // 2]
 
 
 @click.command()
 @click.option("--sources", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--piece-s", type=float, default=90.0, show_default=True)
+@click.option("--piece-s", type=float, default=0.0, show_default=True, help="Piece length (0: whole files).")
 @click.option("--max-pieces", type=int, default=6, show_default=True)
 def main(sources: Path, out: Path, piece_s: float, max_pieces: int) -> None:
     """Cut the listed files into filler records and write filler.csv."""
