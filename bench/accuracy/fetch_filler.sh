@@ -6,8 +6,8 @@
 #
 # ../shared/bench/fetch_sources.sh filler has 7 packages and 56 tracks, too few for the bar's >= 300 records.
 # With 18 more packages the list gives 306 tracks of >= 30 s (18.1 h, median 2.6 min; measured 2026-12-03 on
-# bookworm). None of them is
-# in dev or dev-plus (supertux, hedgewars, hyperrogue, extremetuxracer). Needs apt (root, or a readable cache).
+# bookworm). None of them is in dev or dev-plus (supertux, hedgewars, hyperrogue, extremetuxracer). Needs apt
+# (root, or a readable cache).
 # Prints the audio files of >= MIN_S seconds (default 30: shorter files are sound effects), one per line.
 set -euo pipefail
 
