@@ -2,7 +2,7 @@
 # The filler bar's distractor records: whole tracks of Debian game-music packages that no benchmark song samples.
 #
 #   usage: bench/accuracy/fetch_filler.sh DIR > DIR/files.txt
-#   then:  .venv/bin/python -m bench.accuracy.filler --sources DIR/files.txt --out FILLER --piece-s 0
+#   then:  .venv/bin/python -m bench.accuracy.filler --sources DIR/files.txt --out FILLER
 #
 # ../shared/bench/fetch_sources.sh filler has 7 packages and 56 tracks, too few for the bar's >= 300 records.
 # With 18 more packages the list gives 306 tracks of >= 30 s (18.1 h, median 2.6 min; measured 2026-12-03 on
@@ -31,7 +31,10 @@ if ((${#missing[@]})); then
   (cd "$dest/.debs" && apt-get download "${missing[@]}" >&2)
 fi
 for p in "${pkgs[@]}"; do
-  [[ -d "$dest/$p" ]] || { echo "extracting $p" >&2; dpkg -x "$(ls "$dest/.debs/${p}"_*.deb | sort | tail -n 1)" "$dest/$p"; }
+  if [[ ! -d "$dest/$p" ]]; then
+    echo "extracting $p" >&2
+    dpkg -x "$(ls "$dest/.debs/${p}"_*.deb | sort | tail -n 1)" "$dest/$p"
+  fi
 done
 
 "$here/.venv/bin/python" - "$dest" "$min_s" "${pkgs[@]}" <<'PY'

@@ -1,15 +1,16 @@
-"""Filler records for the retrieval benchmark: other music, cut into pieces, that no song samples.
+"""Filler records for the retrieval benchmark: other music, whole tracks or pieces, that no song samples.
 
-    .venv/bin/python -m bench.accuracy.filler --sources filler.txt --out FILLER_DIR [--piece-s 0] [--max-pieces 6]
+    .venv/bin/python -m bench.accuracy.filler --sources filler.txt --out FILLER_DIR [--piece-s S] [--max-pieces 6]
 
 ``filler.txt`` lists audio files, one per line, as ``bench/accuracy/fetch_filler.sh DIR`` (or
 ``../shared/bench/fetch_sources.sh filler DIR``) prints them: other Debian music packages, like Sample100's
-filler tracks. Each file is decoded at 16 kHz mono and written as FLAC: whole (``--piece-s 0``, the default:
-what the bar means) or cut into consecutive pieces of ``--piece-s`` seconds (at most ``--max-pieces`` per file; a
-later piece shorter than half that is dropped; pieces of one looping track are near-duplicates of each other,
-which the catalogue's calibration then meets as null queries that match), and listed in ``FILLER_DIR/filler.csv`` (``sample,record_path``, absolute
-paths), the CSV that ``bench.accuracy.retrieval_eval --filler`` takes. A file that fails to decode is one line
-on stderr and is skipped.
+filler tracks. Each file is decoded at 16 kHz mono and written as FLAC, whole by default (what the bar means),
+or with ``--piece-s`` as consecutive pieces of that many seconds (at most ``--max-pieces`` per file; a later
+piece shorter than half that is dropped). Pieces of one looping track are near-duplicates of each other, which
+the catalogue's calibration then meets as null queries that match. The records are listed in
+``FILLER_DIR/filler.csv`` (``sample,record_path``, absolute paths), the CSV that
+``bench.accuracy.retrieval_eval --filler`` takes. A file that fails to decode is one line on stderr and is
+skipped.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def main(sources: Path, out: Path, piece_s: float, max_pieces: int) -> None:
     """Cut the listed files into filler records and write filler.csv."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, samples = [], 0
     for n, line in enumerate(sources.read_text().splitlines()):
         path = line.strip()
         if not path:
@@ -60,12 +61,12 @@ def main(sources: Path, out: Path, piece_s: float, max_pieces: int) -> None:
             dst = (out / f"f{n:03d}_{k}.flac").resolve()
             sf.write(str(dst), piece, SAMPLE_RATE)
             rows.append((f"filler{n:03d}_{k}", str(dst)))
+            samples += len(piece)
     with open(out / "filler.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["sample", "record_path"])
         writer.writerows(rows)
-    logger.info("%d filler records (%.1f h) in %s", len(rows), sum(sf.info(p).duration for _, p in rows) / 3600,
-                out / "filler.csv")
+    logger.info("%d filler records (%.1f h) in %s", len(rows), samples / SAMPLE_RATE / 3600, out / "filler.csv")
 
 
 if __name__ == "__main__":

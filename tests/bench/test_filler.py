@@ -28,7 +28,7 @@ def test_the_command_writes_whole_tracks_and_skips_a_bad_file(tmp_path) -> None:
     sources.write_text(f"{good}\n{bad}\n")
     result = CliRunner().invoke(main, ["--sources", str(sources), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader(open(tmp_path / "out" / "filler.csv", encoding="utf-8")))
+    rows = list(csv.DictReader((tmp_path / "out" / "filler.csv").read_text(encoding="utf-8").splitlines()))
     assert [r["sample"] for r in rows] == ["filler000_0"]
     info = sf.info(rows[0]["record_path"])
     assert (info.samplerate, info.frames) == (SAMPLE_RATE, 5 * SAMPLE_RATE)
