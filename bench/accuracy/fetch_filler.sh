@@ -8,7 +8,8 @@
 # With 18 more packages the list gives 306 tracks of >= 30 s (18.1 h, median 2.6 min; measured 2026-12-03 on
 # bookworm). None of them is in dev or dev-plus (supertux, hedgewars, hyperrogue, extremetuxracer). Needs apt
 # (root, or a readable cache).
-# Prints the audio files of >= MIN_S seconds (default 30: shorter files are sound effects), one per line.
+# Prints the audio files (.ogg .opus .mp3 .flac .wav) of >= MIN_S seconds (default 30: shorter files are sound
+# effects), one per line.
 set -euo pipefail
 
 dest=${1:?usage: $0 DIR}
@@ -43,13 +44,14 @@ from pathlib import Path
 
 import soundfile as sf
 
+AUDIO = {".ogg", ".opus", ".mp3", ".flac", ".wav"}
 dest, min_s, pkgs = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
 for pkg in pkgs:
-    for path in sorted(p for p in (dest / pkg).rglob("*") if p.is_file()):
+    for path in sorted(p for p in (dest / pkg).rglob("*") if p.suffix.lower() in AUDIO and p.is_file()):
         try:
             info = sf.info(str(path))
-        except (RuntimeError, sf.LibsndfileError):
-            continue  # not audio
+        except sf.LibsndfileError:
+            continue  # named like audio, but not decodable
         if info.frames >= min_s * info.samplerate:
             print(path)
 PY
