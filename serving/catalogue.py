@@ -31,6 +31,7 @@ from serving.catalogue_format import (
     read_meta,
 )
 from serving.contract import ModelMetadata, load_audio, one_line
+from serving.landmarks import LandmarkIndex
 from serving.spectra import RecordSpectra
 from serving.vectors import FaissStore
 
@@ -92,6 +93,7 @@ class Catalogue:
     table: np.ndarray  # [n, 3] int64: record, scale index, start in original samples
     calibration: Calibration
     spectra: RecordSpectra  # each record's log spectrogram, for verification
+    landmarks: LandmarkIndex | None = None  # the second candidate source (serving.landmarks); None: embeddings only
 
     @property
     def scales(self) -> np.ndarray:
@@ -127,7 +129,8 @@ class Catalogue:
         if store.ntotal != meta.ntotal:
             raise CatalogueError(f"{folder}: index holds {store.ntotal} vectors, catalogue.json says {meta.ntotal}")
         cal = load_calibration(folder, CALIBRATION_FILE, meta.generation)
-        return cls(folder, meta, store, table, cal, RecordSpectra.load(folder, meta))
+        landmarks = LandmarkIndex.load(folder, meta.landmarks_file, meta.landmarks_sha256) if meta.landmarks_file else None
+        return cls(folder, meta, store, table, cal, RecordSpectra.load(folder, meta), landmarks)
 
     def record_of(self, name: str) -> int | None:
         return next((i for i, r in enumerate(self.meta.records) if r.name == name), None)
@@ -138,7 +141,8 @@ class Catalogue:
         return {
             "path": str(self.folder), "format_version": meta.format_version, "records": len(meta.records),
             "windows": self.store.ntotal, "index": self.store.kind, "bytes": _folder_bytes(self.folder),
-            "index_bytes": self.store.nbytes, "dim": meta.dim, "scales": meta.scales,
+            "index_bytes": self.store.nbytes, "dim": meta.dim,
+            "landmarks": self.landmarks.size if self.landmarks is not None else None, "scales": meta.scales,
             "hop_s": round(meta.hop_s, 4), "window_s": round(meta.window_s, 4), "sample_rate": meta.sample_rate,
             "weights_sha256": meta.weights_sha256, "model_path": meta.model_path,
             "calibration": {"far": cal.far, "threshold": cal.threshold, "raw_threshold": round(cal.raw_threshold, 4),

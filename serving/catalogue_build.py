@@ -32,10 +32,13 @@ from serving.calibration import DEFAULT_FAR, calibrate, null_queries, save_calib
 from serving.catalogue import Catalogue, RecordAudio, check_model, model_sha256
 from serving.catalogue_format import (
     CALIBRATION_FILE,
+    CATALOGUE_FORMAT,
     IDS_PREFIX,
     IDS_SUFFIX,
     INDEX_PREFIX,
     INDEX_SUFFIX,
+    LANDMARKS_PREFIX,
+    LANDMARKS_SUFFIX,
     SPECTRA_PREFIX,
     SPECTRA_SUFFIX,
     CatalogueError,
@@ -51,6 +54,7 @@ from serving.catalogue_format import (
 )
 from serving.contract import INDEX_SCALES, AudioError, load_audio, one_line, show_progress
 from serving.embedding import DEFAULT_BATCH, embed_wave
+from serving.landmarks import MAX_HOURS, RES, LandmarkIndex
 from serving.retrieval import Retriever
 from serving.session import ModelSession
 from serving.spectra import RecordSpectra
@@ -167,9 +171,11 @@ class _Writer:
     """One build or add in progress: the store, the id table and the records, then the commit."""
 
     def __init__(self, session: ModelSession, folder: Path, meta: CatalogueMeta, store: FaissStore,
-                 table: np.ndarray, spectra: RecordSpectra, opts: BuildOptions) -> None:
+                 table: np.ndarray, spectra: RecordSpectra, opts: BuildOptions,
+                 landmarks: LandmarkIndex | None) -> None:
         self.session, self.folder, self.meta, self.store, self.opts = session, folder, meta, store, opts
         self.spectra = RecordSpectra(list(spectra.parts), list(spectra.sha256))  # an add appends to the current
+        self.landmarks = landmarks  # None: the catalogue answers by its embeddings alone
         self.tables = [table]
         self.audio = RecordAudio(session.metadata.sample_rate)
         self.report = BuildReport()
@@ -211,6 +217,8 @@ class _Writer:
         self.store.add(ids, vecs)
         self.tables.append(np.concatenate([np.full((rows.shape[0], 1), index, dtype=np.int64), rows], 1))
         spectrum = self.spectra.append(log_spectrogram(wave, self.meta.sample_rate))
+        if self.landmarks is not None:
+            self.landmarks.add(index, log_spectrogram(wave, self.meta.sample_rate, RES))
         self.meta.records.append(RecordEntry(src.name, src.path, round(wave.shape[0] / self.meta.sample_rate, 3),
                                              sha, start, start + vecs.shape[0], *spectrum))
         self.audio.put(src.path, wave)
@@ -221,20 +229,36 @@ class _Writer:
         """Write index, ids, calibration, then catalogue.json; delete what is no longer referenced."""
         meta, gen = self.meta, new_generation()
         table = np.concatenate(self.tables)  # [n, 3]
-        meta.generation = gen
+        meta.generation, meta.format_version = gen, CATALOGUE_FORMAT
         meta.index_file, meta.ids_file = f"{INDEX_PREFIX}{gen}{INDEX_SUFFIX}", f"{IDS_PREFIX}{gen}{IDS_SUFFIX}"
         meta.spectra_file = f"{SPECTRA_PREFIX}{gen}{SPECTRA_SUFFIX}"
         self.store.save(self.folder, meta.index_file)
         meta.index_sha256 = file_sha256(self.folder / meta.index_file)
         meta.ids_sha256 = save_ids(self.folder, meta.ids_file, table)
         self.spectra.save(self.folder, meta.spectra_file)
+        self._save_landmarks(gen)
         cal = self._calibrate(table)
         save_calibration(self.folder, cal, CALIBRATION_FILE)
         write_meta(self.folder, meta)
         clean_folder(self.folder, meta)
 
+    def _save_landmarks(self, gen: str) -> None:
+        """Write the landmarks, or drop them once the records exceed :data:`~serving.landmarks.MAX_HOURS`."""
+        meta = self.meta
+        hours = sum(r.duration_s for r in meta.records) / 3600
+        if self.landmarks is not None and hours > MAX_HOURS:
+            logger.warning("the catalogue holds %.1f h of records, past the %.0f h that landmarks are kept for: "
+                           "it answers by its embeddings alone from now on", hours, MAX_HOURS)
+            self.landmarks = None
+        if self.landmarks is None:
+            meta.landmarks_file = meta.landmarks_sha256 = ""
+            return
+        meta.landmarks_file = f"{LANDMARKS_PREFIX}{gen}{LANDMARKS_SUFFIX}"
+        meta.landmarks_sha256 = self.landmarks.save(self.folder, meta.landmarks_file)
+
     def _calibrate(self, table: np.ndarray):
-        cat = Catalogue(self.folder, self.meta, self.store, table, None, self.spectra)  # type: ignore[arg-type]
+        cat = Catalogue(self.folder, self.meta, self.store, table, None, self.spectra,  # type: ignore[arg-type]
+                        self.landmarks)
         retriever = Retriever(self.session, cat)
         records = self.meta.records
 
@@ -266,7 +290,7 @@ def build_catalogue(session: ModelSession, sources: list[RecordSource], folder: 
         meta = CatalogueMeta(model_sha256(model), model.sample_rate, model.window_samples,
                              index_hop(session, opts.hop_s), list(opts.scales), 0, model_path=model_path)
         writer = _Writer(session, folder, meta, FaissStore(_dim(session)), np.zeros((0, 3), np.int64),
-                         RecordSpectra(), opts)
+                         RecordSpectra(), opts, LandmarkIndex())
         meta.dim = writer.store.dim
         for line in dup_errors:
             logger.error("%s", line)
@@ -287,7 +311,7 @@ def add_to_catalogue(session: ModelSession, folder: str | os.PathLike, sources: 
     with write_lock(folder):
         cat = Catalogue.open(folder, session.metadata)
         clean_folder(folder, cat.meta)
-        writer = _Writer(session, folder, cat.meta, cat.store, cat.table, cat.spectra, opts)
+        writer = _Writer(session, folder, cat.meta, cat.store, cat.table, cat.spectra, opts, cat.landmarks)
         for line in dup_errors:
             logger.error("%s", line)
             writer.report.failed.append(line.split(": ", 1)[0])

@@ -9,6 +9,8 @@ A catalogue is one folder ``CAT/``::
                               samples; row i describes vector id i
     CAT/spectra-<gen>.npy     float16 [frames, bands]: every record's log spectrogram (serving.spectra), so
                               verification reads no record audio
+    CAT/landmarks-<gen>.npz   the records' spectral-peak triplets (serving.landmarks), a second candidate
+                              source; absent past serving.landmarks.MAX_HOURS of records
     CAT/.lock                 held (fcntl.flock, exclusive, non-blocking) by the one writer
 
 ``catalogue.json`` holds ``format_version``, ``generation`` (the token of the files it points at), the model's
@@ -16,8 +18,9 @@ A catalogue is one folder ``CAT/``::
 ``window_samples``, ``hop_samples``, ``scales``, ``dim``, the index and id-table file names with their
 SHA-256, the spectra file's name, and per record ``name``, ``path``, ``duration_s``, ``sha256`` (of the decoded
 audio), the id range ``[id_start, id_end)``, and the spectrogram frame range ``[spec_start, spec_end)`` with the
-SHA-256 of those frames (checked when the record is first verified against). Format 1 (before the spectra)
-is refused with a line that says to rebuild. A killed writer leaves the previous ``catalogue.json`` pointing at
+SHA-256 of those frames (checked when the record is first verified against), and the landmark file's name
+and SHA-256 (empty when it has none). Format 1 (before the spectra) is refused with a line that says to
+rebuild; format 2 (before the landmarks) is read as a catalogue without landmarks. A killed writer leaves the previous ``catalogue.json`` pointing at
 the previous files, which are only deleted once the new ``catalogue.json`` is in place.
 """
 
@@ -42,15 +45,17 @@ from serving.contract import atomic_write, one_line, remove_stale_temps
 
 logger = logging.getLogger(__name__)
 
-CATALOGUE_FORMAT = 2
-KNOWN_CATALOGUE_FORMATS = (2,)
+CATALOGUE_FORMAT = 3
+KNOWN_CATALOGUE_FORMATS = (2, 3)
 CATALOGUE_FILE = "catalogue.json"
 CALIBRATION_FILE = "calibration.json"
 LOCK_FILE = ".lock"
 INDEX_PREFIX, INDEX_SUFFIX = "vectors-", ".faiss"
 IDS_PREFIX, IDS_SUFFIX = "ids-", ".npy"
 SPECTRA_PREFIX, SPECTRA_SUFFIX = "spectra-", ".npy"
-GENERATION_FILES = ((INDEX_PREFIX, INDEX_SUFFIX), (IDS_PREFIX, IDS_SUFFIX), (SPECTRA_PREFIX, SPECTRA_SUFFIX))
+LANDMARKS_PREFIX, LANDMARKS_SUFFIX = "landmarks-", ".npz"
+GENERATION_FILES = ((INDEX_PREFIX, INDEX_SUFFIX), (IDS_PREFIX, IDS_SUFFIX), (SPECTRA_PREFIX, SPECTRA_SUFFIX),
+                    (LANDMARKS_PREFIX, LANDMARKS_SUFFIX))
 ID_COLUMNS = 3  # record index, scale index, start in original samples
 HASH_BLOCK = 1 << 20
 
@@ -90,6 +95,8 @@ class CatalogueMeta:
     ids_file: str = ""
     ids_sha256: str = ""
     spectra_file: str = ""
+    landmarks_file: str = ""  # "": none (format 2, or more than serving.landmarks.MAX_HOURS of records)
+    landmarks_sha256: str = ""
     model_path: str = ""
     records: list[RecordEntry] = field(default_factory=list)
     format_version: int = CATALOGUE_FORMAT
@@ -228,7 +235,7 @@ def clean_folder(folder: str | os.PathLike, keep: CatalogueMeta | None) -> None:
     """
     folder = Path(folder)
     remove_stale_temps(folder, [CATALOGUE_FILE, CALIBRATION_FILE])
-    referenced = {keep.index_file, keep.ids_file, keep.spectra_file} if keep is not None else set()
+    referenced = {keep.index_file, keep.ids_file, keep.spectra_file, keep.landmarks_file} if keep is not None else set()
     for path in sorted(folder.iterdir()):
         name = path.name
         ours = any(name.startswith(prefix) and name.endswith(suffix) for prefix, suffix in GENERATION_FILES) or \

@@ -34,6 +34,7 @@ from serving.catalogue import Catalogue
 from serving.catalogue_format import CatalogueError
 from serving.contract import AudioError, load_audio, one_line, round_score, round_time
 from serving.embedding import DEFAULT_BATCH, embed_wave
+from serving.landmarks import RES, LandmarkVotes
 from serving.matches import Match, SongResult
 from serving.offset_search import propose
 from serving.prefetch import prefetched
@@ -51,6 +52,8 @@ MIN_VERIFY_S = 3.0
 SEARCH_RECORD = True  # also verify where the best occurrence's song segment best sits in the whole record
 SPAN_FRACTION = 0.6  # another occurrence is reported when it verifies to this fraction of the best
 PIPELINE_SONGS = 2  # songs decoded and searched ahead of the one being verified
+LANDMARK_CANDIDATES = 5  # the landmark search's best records, verified too when the votes did not name them (NOTES #31)
+LANDMARK_WEIGHT = 1.0  # raw score = peak z-score + this x sqrt(the record's landmark votes) (NOTES #31)
 
 
 @dataclass
@@ -86,6 +89,7 @@ class Hits:
     song_t: np.ndarray
     sims: np.ndarray
     ids: np.ndarray
+    landmarks: LandmarkVotes | None = None  # None: the catalogue has no landmarks
 
 
 @dataclass
@@ -99,14 +103,17 @@ class Verified:
     song: _Song
     rank: int = 0  # by votes among the song's candidates
     checked: list[tuple[Alignment, tuple[float, float]]] = field(default_factory=list)  # occurrences[:n] verified
+    landmark: float = 0.0  # the record's landmark votes (serving.landmarks)
 
     @property
     def raw(self) -> float:
-        """The verification score less :data:`RANK_PENALTY` per place behind the most-voted candidate: the votes
-        and the signal are independent evidence (dev-plus, 8 candidates: the peak score alone ranks the true
-        record first for 82.8 % / 71.7 % of test / open songs, fused with the vote rank 85.6 % / 73.3 %;
-        bench/NOTES.md #22)."""
-        return self.alignment.score - RANK_PENALTY * self.rank if self.alignment.score > NO_SCORE else NO_SCORE
+        """The verification score, plus :data:`LANDMARK_WEIGHT` x the square root of the record's landmark votes,
+        less :data:`RANK_PENALTY` per place behind the most-voted candidate. The peaks verified on the coarse
+        spectrogram and the triplets counted on the fine one are separate evidence: on dev-plus the fused score
+        ranks the true record first more often than either (bench/NOTES.md #31)."""
+        if self.alignment.score <= NO_SCORE:
+            return NO_SCORE
+        return self.alignment.score + LANDMARK_WEIGHT * float(np.sqrt(self.landmark)) - RANK_PENALTY * self.rank
 
 
 @dataclass
@@ -144,6 +151,9 @@ class Retriever:
     def _candidates(self, wave: np.ndarray, hits: Hits | None, min_votes: int | None) -> list[Verified]:
         ranked, song = self.vote(wave, hits, min_votes)
         verified = [v for rank, rv in enumerate(ranked) if (v := self._verify(rv, song, rank)) is not None]
+        if hits is not None and hits.landmarks is not None:
+            for v in verified:
+                v.landmark = float(hits.landmarks.counts[v.votes.record])
         verified.sort(key=lambda v: -v.raw)
         return verified
 
@@ -155,7 +165,17 @@ class Retriever:
             return None
         k = min(self.opts.k, self.catalogue.store.ntotal)
         sims, ids = self.catalogue.store.search(emb, k, exclude)  # [m, k]
-        return Hits(starts / self.rate, sims, ids)
+        return Hits(starts / self.rate, sims, ids, self._landmarks(wave, exclude))
+
+    def _landmarks(self, wave: np.ndarray, exclude: tuple[int, int] | None) -> LandmarkVotes | None:
+        """The song's landmark votes (None: the catalogue has no landmarks); ``exclude``'s record gets none."""
+        index = self.catalogue.landmarks
+        if index is None:
+            return None
+        records = self.catalogue.meta.records
+        left_out = next((i for i, r in enumerate(records) if exclude and r.id_start == exclude[0]), None)
+        return index.search(log_spectrogram(wave, self.rate, RES), len(records), self.rate, left_out,
+                            LANDMARK_CANDIDATES)
 
     def voted(self, wave: np.ndarray, exclude: tuple[int, int] | None = None,
               min_votes: int | None = None) -> tuple[list[RecordVotes], _Song | None]:
@@ -170,9 +190,26 @@ class Retriever:
         found = occurrences(hits.song_t, hits.sims, hits.ids, self.catalogue.table, self.catalogue.scales,
                             self.rate, self.hop / self.rate, self.opts.min_votes if min_votes is None else min_votes)
         ranked = by_record(found, max(self.opts.candidates, self.opts.top_k))
+        ranked += self._landmark_candidates(hits, {rv.record for rv in ranked})
         if not ranked:
             return [], None
         return ranked, _Song(hits.song_t, log_spectrogram(wave, self.rate), wave.shape[0] / self.rate)  # one STFT
+
+    def _landmark_candidates(self, hits: Hits, voted: set[int]) -> list[RecordVotes]:
+        """The landmark search's best records that the votes did not name, each with one occurrence where its
+        best landmark bin puts it (exact speed; the song windows its triplets span)."""
+        if hits.landmarks is None:
+            return []
+        window_s, out = self.session.metadata.window_s, []
+        for record in hits.landmarks.best(LANDMARK_CANDIDATES):
+            place = hits.landmarks.places.get(record)
+            if record in voted or place is None:
+                continue
+            inside = (hits.song_t <= place.song_hi_s) & (hits.song_t + window_s >= place.song_lo_s)  # [m]
+            windows = np.flatnonzero(inside) if inside.any() else np.array([int(np.argmin(np.abs(hits.song_t - place.song_lo_s)))])
+            scale = int(np.argmin(np.abs(np.log(self.catalogue.scales / place.speed))))
+            out.append(RecordVotes(record, 0, [Occurrence(record, scale, place.offset_s, windows, place.speed)]))
+        return out
 
     def _record(self, index: int) -> np.ndarray | None:
         """The record's log spectrogram ``[T, BANDS]``, from the catalogue (no record audio is read); None, with
@@ -210,7 +247,7 @@ class Retriever:
     def _verify_one(self, occ: Occurrence, record: np.ndarray, song: _Song) -> tuple[Alignment, tuple[float, float]]:
         """Verify one occurrence; the span is the part of the song the record matches (else the votes' span)."""
         span, frames = self._segment(occ, song)
-        place = (occ.offset_s, float(self.catalogue.scales[occ.scale_index]))
+        place = (occ.offset_s, occ.speed or float(self.catalogue.scales[occ.scale_index]))
         return self._verified(song, frames, record, place, span)
 
     def _segment(self, occ: Occurrence, song: _Song) -> tuple[tuple[float, float], tuple[int, int]]:

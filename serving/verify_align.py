@@ -72,29 +72,40 @@ class Alignment:
     song_hi_s: float | None = None
 
 
-@functools.lru_cache(maxsize=4)
-def _band_matrix(sample_rate: int) -> np.ndarray:
-    """``[N_FFT // 2 + 1, BANDS]``: each FFT bin's weight in each log-spaced band (triangular on log f)."""
-    freqs = np.fft.rfftfreq(N_FFT, 1.0 / sample_rate)  # [K]
+@dataclass(frozen=True)
+class Resolution:
+    """A log-frequency spectrogram's resolution: FFT size and log-spaced bands (the hop is :data:`FRAME_HOP`)."""
+
+    n_fft: int = N_FFT
+    bands: int = BANDS
+
+
+VERIFY = Resolution()  # what verification and the catalogue's stored spectra use
+
+
+@functools.lru_cache(maxsize=8)
+def _band_matrix(sample_rate: int, res: Resolution = VERIFY) -> np.ndarray:
+    """``[n_fft // 2 + 1, bands]``: each FFT bin's weight in each log-spaced band (triangular on log f)."""
+    freqs = np.fft.rfftfreq(res.n_fft, 1.0 / sample_rate)  # [K]
     top = min(F_MAX, 0.95 * sample_rate / 2)
-    edges = np.geomspace(F_MIN, top, BANDS + 2)  # [BANDS + 2]
+    edges = np.geomspace(F_MIN, top, res.bands + 2)  # [bands + 2]
     logf = np.log(np.maximum(freqs, 1.0))[:, None]  # [K, 1]
-    lo, mid, hi = (np.log(edges[i:i + BANDS])[None, :] for i in range(3))  # [1, BANDS] each
+    lo, mid, hi = (np.log(edges[i:i + res.bands])[None, :] for i in range(3))  # [1, bands] each
     rise = (logf - lo) / (mid - lo)
     fall = (hi - logf) / (hi - mid)
-    return np.clip(np.minimum(rise, fall), 0.0, None).astype(np.float32)  # [K, BANDS]
+    return np.clip(np.minimum(rise, fall), 0.0, None).astype(np.float32)  # [K, bands]
 
 
-def log_spectrogram(wave: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Log band energies ``[T, BANDS]`` of ``wave`` ``[S]`` (T = frames every :data:`FRAME_HOP` samples)."""
+def log_spectrogram(wave: np.ndarray, sample_rate: int, res: Resolution = VERIFY) -> np.ndarray:
+    """Log band energies ``[T, bands]`` of ``wave`` ``[S]`` (T = frames every :data:`FRAME_HOP` samples)."""
     wave = np.asarray(wave, dtype=np.float32)  # [S]
-    if wave.shape[0] < N_FFT:
-        wave = np.pad(wave, (0, N_FFT - wave.shape[0]))
-    frames = sliding_window_view(wave, N_FFT)[::FRAME_HOP]  # [T, N_FFT], a view
-    window = np.hanning(N_FFT).astype(np.float32)  # [N_FFT]
+    if wave.shape[0] < res.n_fft:
+        wave = np.pad(wave, (0, res.n_fft - wave.shape[0]))
+    frames = sliding_window_view(wave, res.n_fft)[::FRAME_HOP]  # [T, n_fft], a view
+    window = np.hanning(res.n_fft).astype(np.float32)  # [n_fft]
     spectrum = np.fft.rfft(frames * window, axis=1)  # [T, K] complex64 (numpy >= 2 keeps single precision)
     power = spectrum.real ** 2 + spectrum.imag ** 2  # [T, K]
-    return np.log(power.astype(np.float32, copy=False) @ _band_matrix(sample_rate) + LOG_FLOOR)  # [T, BANDS]
+    return np.log(power.astype(np.float32, copy=False) @ _band_matrix(sample_rate, res) + LOG_FLOOR)  # [T, bands]
 
 
 @dataclass

@@ -39,6 +39,7 @@ class Occurrence:
     scale_index: int
     offset_s: float  # scaled record time minus song time, averaged over the votes
     windows: np.ndarray  # song window indices, ascending
+    speed: float | None = None  # an exact time-scale (a landmark place), else the scale's
 
     @property
     def votes(self) -> int:

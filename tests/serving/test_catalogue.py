@@ -60,7 +60,7 @@ def _copy(cat: Path, tmp_path: Path) -> Path:
 
 def test_build_writes_the_folder(built: Path, fp_model: Path) -> None:
     meta = json.loads((built / CATALOGUE_FILE).read_text())
-    assert meta["format_version"] == 2 and meta["weights_sha256"] == "0" * 64
+    assert meta["format_version"] == 3 and meta["weights_sha256"] == "0" * 64
     assert meta["hop_samples"] == 1600 and meta["window_samples"] == 16000 and meta["sample_rate"] == 16000
     assert meta["scales"] == list(catalogue_build.DEFAULT_SCALES)
     assert [r["name"] for r in meta["records"]] == NAMES
@@ -81,6 +81,9 @@ def test_build_writes_the_folder(built: Path, fp_model: Path) -> None:
     info = _run("index", "info", built, "--format", "json")
     data = json.loads(info.stdout)
     assert data["records"] == 3 and data["windows"] == table.shape[0] and data["index"] == "flat"
+    with np.load(built / meta["landmarks_file"]) as landmarks:
+        assert data["landmarks"] == landmarks["keys"].shape[0] > 0
+        assert set(np.unique(landmarks["record"])) == {0, 1, 2}
     assert data["bytes"] > 0 and data["calibration"]["null_queries"] == len(cal["null_scores"])
     table_out = _run("index", "info", built).stdout
     assert "weights_sha256" in table_out and "FAR 1.00%" in table_out
@@ -102,16 +105,34 @@ def test_another_model_and_unknown_format_are_refused(built: Path, tmp_path: Pat
     assert "not a catalogue" in _one_line_error(_run("index", "info", tmp_path))
 
 
-@pytest.mark.parametrize("target", ["index", "ids", "spectra", "catalogue", "calibration"])
+@pytest.mark.parametrize("target", ["index", "ids", "spectra", "landmarks", "catalogue", "calibration"])
 def test_corrupt_or_truncated_files_are_refused(built: Path, fp_model: Path, tmp_path: Path, target: str) -> None:
     copy = _copy(built, tmp_path)
     meta = json.loads((copy / CATALOGUE_FILE).read_text())
     path = copy / {"index": meta["index_file"], "ids": meta["ids_file"], "spectra": meta["spectra_file"],
-                   "catalogue": CATALOGUE_FILE, "calibration": CALIBRATION_FILE}[target]
+                   "landmarks": meta["landmarks_file"], "catalogue": CATALOGUE_FILE,
+                   "calibration": CALIBRATION_FILE}[target]
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     song = write(tmp_path / "song.wav", synth_record(1)[:32000])
     line = _one_line_error(_run("identify", "--model", fp_model, "--index", copy, song))
     assert "corrupt" in line
+
+
+def test_a_format_2_catalogue_answers_without_landmarks_and_stays_so(built: Path, fp_model: Path,
+                                                                     tmp_path: Path) -> None:
+    copy = _copy(built, tmp_path)
+    meta = json.loads((copy / CATALOGUE_FILE).read_text())
+    (copy / meta.pop("landmarks_file")).unlink()
+    meta.pop("landmarks_sha256")
+    meta["format_version"] = 2  # written before the landmarks existed
+    (copy / CATALOGUE_FILE).write_text(json.dumps(meta))
+    assert Catalogue.open(copy).landmarks is None
+    song = write(tmp_path / "song.wav", song_from(synth_record(2), 2.0, 7.0, 1.0, [1.0], 8.0))
+    out = _run("identify", "--model", fp_model, "--index", copy, "--format", "json", song)
+    assert out.exit_code == 0 and [m["sample"] for m in json.loads(out.stdout)[0]["matches"]] == ["beta"]
+    assert _run("index", "add", copy, write(tmp_path / "delta.wav", synth_record(4))).exit_code == 0
+    again = Catalogue.open(copy)
+    assert again.meta.format_version == 3 and again.landmarks is None and len(again.meta.records) == 4
 
 
 def test_failure_after_the_new_index_is_written_keeps_the_old_catalogue(

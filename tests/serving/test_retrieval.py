@@ -17,7 +17,7 @@ from serving.cli import main
 from serving.contract import load_audio
 from serving.matches import Match, SongResult
 from serving.output import make_writer
-from serving.retrieval import Retriever, identify_indexed, merge_spans
+from serving.retrieval import RetrievalOptions, Retriever, identify_indexed, merge_spans
 from serving.session import ModelSession, SessionOptions
 from serving.verify_align import log_spectrogram, verify
 from serving.voting import by_record, occurrences
@@ -75,6 +75,20 @@ def test_a_song_that_samples_nothing_gets_no_match(setup: tuple[Path, Path], tmp
     assert len(json.loads(loose.stdout)[0]["matches"]) == 1
     lax = _run("identify", "--model", model, "--index", cat, "--format", "json", "--far", "0.999", other)
     assert len(json.loads(lax.stdout)[0]["matches"]) == 1  # --far 0.999: score >= 0.001 suffices
+
+
+def test_landmarks_name_a_record_that_no_vote_names(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    """With voting switched off (no run of windows can agree), the landmark search alone proposes candidates,
+    and verification ranks the sampled record first at the place the landmarks give."""
+    model, cat = setup
+    song = song_from(synth_record(3), 2.0, 7.0, 1.05, [1.0, 7.0], 12.0, gain=0.5, noise=0.01)
+    session = ModelSession(str(model), SessionOptions(backend="ort"))
+    catalogue = Catalogue.open(cat, session.metadata)
+    retriever = Retriever(session, catalogue, RetrievalOptions(min_votes=10 ** 6))
+    found = retriever.candidates(song)
+    assert found and catalogue.meta.records[found[0].votes.record].name == "gamma"
+    assert found[0].votes.votes == 0 and found[0].landmark > 0  # named by the landmarks, not by votes
+    assert abs(np.log(found[0].alignment.speed / 1.05)) < 0.03
 
 
 def test_the_pipeline_answers_in_order_as_one_song_at_a_time(setup: tuple[Path, Path], tmp_path: Path) -> None:
