@@ -55,9 +55,19 @@ MIN_TAIL_POINTS = 5
 SEED = 0
 NO_CANDIDATE = -1.0  # the raw score of a query that no record votes for (serving.verify_align.NO_SCORE)
 MIN_INFORMATIVE = 5
-DUPLICATE_SCORE = 15.0  # a wrong record verifying this well is the same music: unrelated records reach z 10 (dev-plus null max), pieces of one track 12-28 (NOTES #29)
+DUPLICATE_SCORE = 15.0  # peak z-score: a wrong record verifying this well is the same music: unrelated records reach z 10 (dev-plus null max), pieces of one track 12-28 (NOTES #29)
 
-ScoreFn = Callable[[np.ndarray, "tuple[int, int] | None"], float]
+
+@dataclass
+class NullScore:
+    """A null query's best candidate: its ``raw`` score (what the threshold is set on) and its peak z-score alone
+    (``verified``, what the duplicate rule reads: the raw score adds the landmark votes, serving.retrieval)."""
+
+    raw: float
+    verified: float
+
+
+ScoreFn = Callable[[np.ndarray, "tuple[int, int] | None"], NullScore]
 
 
 @dataclass
@@ -182,17 +192,17 @@ def calibrate(score: ScoreFn, queries: Iterator[NullQuery], far: float = DEFAULT
               generation: str = "") -> Calibration:
     """Score every null query with ``score(wave, exclude)`` and build the :class:`Calibration`.
 
-    A leave-one-out query whose best *other* record verifies at :data:`DUPLICATE_SCORE` or more has found the
+    A leave-one-out query whose best *other* record verifies at a peak z-score of :data:`DUPLICATE_SCORE` or more has found the
     same music indexed twice (a track cut into several records, a reissue), not a false match: it is left out
     of the null, with one warning, so that duplicates do not lift the threshold above every real match.
     """
     scores, kinds, duplicates = [], {}, 0
     for query in queries:
-        raw = score(query.wave, query.exclude)
-        if query.exclude is not None and raw >= DUPLICATE_SCORE:
+        found = score(query.wave, query.exclude)
+        if query.exclude is not None and found.verified >= DUPLICATE_SCORE:
             duplicates += 1
             continue
-        scores.append(raw)
+        scores.append(found.raw)
         kinds[query.kind] = kinds.get(query.kind, 0) + 1
     if duplicates:
         logger.warning("%d null queries matched another record at >= %.2f: the catalogue holds the same music "

@@ -271,7 +271,7 @@ class _Writer:
 
         queries = null_queries(len(records), audio, lambda i: (records[i].id_start, records[i].id_end),
                                self.meta.window_samples, self.meta.hop_samples, self.meta.sample_rate)
-        return calibrate(retriever.raw_score, queries, self.opts.far, self.meta.generation)
+        return calibrate(retriever.null_score, queries, self.opts.far, self.meta.generation)
 
 
 def build_catalogue(session: ModelSession, sources: list[RecordSource], folder: str | os.PathLike,

@@ -153,6 +153,7 @@ def _info_table(data: dict[str, Any]) -> str:
     cal = data["calibration"]
     rows = [("catalogue", data["path"]), ("records", data["records"]),
             ("windows", f"{data['windows']} ({data['index']}, {data['dim']}-d)"),
+            ("landmarks", "none (embeddings alone)" if data["landmarks"] is None else f"{data['landmarks']} triplets"),
             ("bytes", f"{data['bytes']} on disk"), ("scales", ", ".join(map(str, data["scales"]))),
             ("hop", f"{data['hop_s']} s (window {data['window_s']} s)"), ("weights_sha256", data["weights_sha256"]),
             ("model", data["model_path"] or "-"),

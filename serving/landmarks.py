@@ -8,7 +8,7 @@ independent candidate source indexes them, as Panako does (Six 2021):
    frames) gives its peaks, the maxima of (2 :data:`PEAK_FRAMES` + 1) frames x (2 :data:`PEAK_BANDS` + 1) bands
    that stand above their band's and frame's means;
 2. every peak and pairs of its :data:`FAN` next peaks form triplets ``(t1, f1), (t2, f2), (t3, f3)``; the key
-   holds ``f2 - f1``, ``f3 - f1`` (bands: a pitch shift moves all three alike), the time ratio
+   holds ``f2 - f1``, ``f3 - f1`` (in steps of :data:`DF_STEP` bands: a pitch shift moves all three alike), the time ratio
    ``(t2 - t1) / (t3 - t1)`` (a speed change scales all three alike) in :data:`RATIO_BINS` bins, and ``f1`` in
    coarse bins of :data:`ANCHOR_BANDS` bands; the entry keeps the record, ``t1`` and ``t3 - t1``;
 3. a song's triplets are looked up with their first peak's coarse band and the ones :data:`PITCH_BANDS` away
@@ -45,6 +45,7 @@ PEAK_FRAMES, PEAK_BANDS = 6, 8
 FAN = 7  # a peak pairs its next FAN peaks two by two: 28 triplets before the range checks
 MIN_DT, MAX_DT = 4, 60  # frames from a record triplet's first peak to its last (64 ms .. 0.96 s)
 MAX_DF = 50  # bands between a triplet's first peak and either other one
+DF_STEP = 2  # bands (1.15 semitones) per step of a band difference in the key: a shifted peak rounds to the next band less often (NOTES #31)
 RATIO_BINS = 12
 ANCHOR_BANDS = 16  # the first peak's band, coarsely, in the key
 PITCH_BANDS = 9  # the song's first peak is looked up this far either way: +-5.2 semitones
@@ -54,7 +55,7 @@ OFFSET_BIN_S = 0.25
 BLOCK_S = 4.0
 CROWDED = 25.0
 MAX_HOURS = 25.0  # records a catalogue keeps landmarks for (about 330 MB)
-_DF_SPAN = 2 * MAX_DF + 1
+_DF_SPAN = 2 * MAX_DF + 1  # (an upper bound of the steps)
 _ANCHOR_BINS = RES.bands // ANCHOR_BANDS + 1
 
 
@@ -103,7 +104,7 @@ def _triplets(t: np.ndarray, b: np.ndarray, dt_range: tuple[float, float]) -> tu
           & (np.abs(b[k] - b[i]) <= MAX_DF))
     i, j, k, span = i[ok], j[ok], k[ok], span[ok]
     ratio = np.minimum((t[j] - t[i]) * RATIO_BINS // span, RATIO_BINS)  # [N]
-    key = ((b[j] - b[i] + MAX_DF) * _DF_SPAN + (b[k] - b[i] + MAX_DF)) * (RATIO_BINS + 1) + ratio
+    key = (((b[j] - b[i] + MAX_DF) // DF_STEP) * _DF_SPAN + (b[k] - b[i] + MAX_DF) // DF_STEP) * (RATIO_BINS + 1) + ratio
     return key, t[i], span, b[i]
 
 

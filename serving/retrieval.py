@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from serving.calibration import NullScore
 from serving.catalogue import Catalogue
 from serving.catalogue_format import CatalogueError
 from serving.contract import AudioError, load_audio, one_line, round_score, round_time
@@ -53,7 +54,7 @@ SEARCH_RECORD = True  # also verify where the best occurrence's song segment bes
 SPAN_FRACTION = 0.6  # another occurrence is reported when it verifies to this fraction of the best
 PIPELINE_SONGS = 2  # songs decoded and searched ahead of the one being verified
 LANDMARK_CANDIDATES = 5  # the landmark search's best records, verified too when the votes did not name them (NOTES #31)
-LANDMARK_WEIGHT = 1.0  # raw score = peak z-score + this x sqrt(the record's landmark votes) (NOTES #31)
+LANDMARK_WEIGHT = 3.0  # raw score = peak z-score + this x sqrt(the record's landmark votes) (NOTES #31)
 
 
 @dataclass
@@ -110,7 +111,8 @@ class Verified:
         """The verification score, plus :data:`LANDMARK_WEIGHT` x the square root of the record's landmark votes,
         less :data:`RANK_PENALTY` per place behind the most-voted candidate. The peaks verified on the coarse
         spectrogram and the triplets counted on the fine one are separate evidence: on dev-plus the fused score
-        ranks the true record first more often than either (bench/NOTES.md #31)."""
+        ranks the true record first more often than either, and weight 1-4 rank alike while 3 separates true
+        records from null queries best (bench/NOTES.md #31)."""
         if self.alignment.score <= NO_SCORE:
             return NO_SCORE
         return self.alignment.score + LANDMARK_WEIGHT * float(np.sqrt(self.landmark)) - RANK_PENALTY * self.rank
@@ -274,15 +276,16 @@ class Retriever:
         lo = float(song.song_t[occ.windows[0]])
         return lo, min(float(song.song_t[occ.windows[-1]]) + window_s, song.duration_s)
 
-    def raw_score(self, wave: np.ndarray, exclude: tuple[int, int] | None = None) -> float:
-        """Calibration's view of a null query: the best candidate's raw score (:data:`NO_SCORE` without one).
+    def null_score(self, wave: np.ndarray, exclude: tuple[int, int] | None = None) -> NullScore:
+        """Calibration's view of a null query: the best candidate's raw score and its peak z-score
+        (:data:`NO_SCORE` both without one).
 
         Null queries vote with the least agreement (:data:`~serving.voting.MIN_VOTES` windows), so nearly every
         one yields a wrong candidate to verify: the null distribution is that of verified wrong candidates, a
         conservative estimate of what a song that samples nothing can score.
         """
         found = self.candidates(wave, exclude, MIN_VOTES)
-        return found[0].raw if found else NO_SCORE
+        return NullScore(found[0].raw, found[0].alignment.score) if found else NullScore(NO_SCORE, NO_SCORE)
 
     def matches(self, wave: np.ndarray) -> list[Match]:
         """Matches of one song above the threshold, best first."""

@@ -128,11 +128,14 @@ def test_a_format_2_catalogue_answers_without_landmarks_and_stays_so(built: Path
     (copy / CATALOGUE_FILE).write_text(json.dumps(meta))
     assert Catalogue.open(copy).landmarks is None
     song = write(tmp_path / "song.wav", song_from(synth_record(2), 2.0, 7.0, 1.0, [1.0], 8.0))
-    out = _run("identify", "--model", fp_model, "--index", copy, "--format", "json", song)
-    assert out.exit_code == 0 and [m["sample"] for m in json.loads(out.stdout)[0]["matches"]] == ["beta"]
+    args = ("identify", "--model", fp_model, "--index", copy, "--format", "json", song)
+    out = _run(*args, "--threshold", "0")  # this copy's calibration counted landmark votes: forced answers only
+    assert out.exit_code == 0 and json.loads(out.stdout)[0]["matches"][0]["sample"] == "beta"
     assert _run("index", "add", copy, write(tmp_path / "delta.wav", synth_record(4))).exit_code == 0
     again = Catalogue.open(copy)
     assert again.meta.format_version == 3 and again.landmarks is None and len(again.meta.records) == 4
+    out = _run(*args)  # recalibrated by the add, without landmarks
+    assert out.exit_code == 0 and [m["sample"] for m in json.loads(out.stdout)[0]["matches"]] == ["beta"]
 
 
 def test_failure_after_the_new_index_is_written_keeps_the_old_catalogue(

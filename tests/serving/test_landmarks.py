@@ -48,7 +48,7 @@ def _pitch_only(wave: np.ndarray, semitones: float) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("factor", [1.0, 0.9, 1.12])  # x0.8 and x1.25 are weaker: the embedding covers them
+@pytest.mark.parametrize("factor", [1.0, 0.8, 0.94, 1.12, 1.25])
 def test_the_sampled_record_and_its_place_are_found_at_another_speed(records: list[np.ndarray], index: LandmarkIndex,
                                                                   factor: float) -> None:
     song = song_from(records[2], 12.0, 17.0, factor, [2.0, 10.0], 20.0, noise=0.02)  # looped twice
@@ -56,7 +56,7 @@ def test_the_sampled_record_and_its_place_are_found_at_another_speed(records: li
     assert votes.best(1) == [2]
     assert votes.counts[2] > 1.3 * max(votes.counts[i] for i in (0, 1, 3))
     place = votes.places[2]
-    assert abs(np.log(place.speed / factor)) < 0.06
+    assert abs(np.log(place.speed / factor)) < np.log(1.12)  # within the catalogue step that verify() refines
     at = 2.0 if place.song_lo_s < 8.0 else 10.0  # which loop the best bin lies in
     record_at = place.speed * (at + 1.0 + place.offset_s)  # record time one second into that loop
     assert abs(record_at - (12.0 + factor * 1.0)) < 0.35

@@ -220,13 +220,13 @@ def test_calibration_maps_raw_scores_to_the_null_cdf() -> None:
 
 def test_calibration_leaves_out_duplicates_of_other_records(caplog: pytest.LogCaptureFixture) -> None:
     """A leave-one-out query that finds the same music in another record is a duplicate, not a null."""
-    from serving.calibration import NullQuery, calibrate
+    from serving.calibration import NullQuery, NullScore, calibrate
 
-    raws = iter([DUPLICATE_SCORE + 5, 4.0, 2.0, 6.0, 3.0, 5.0, 1.0])
+    raws = iter(NullScore(x + 10, x) for x in [DUPLICATE_SCORE + 5, 4.0, 2.0, 6.0, 3.0, 5.0, 1.0])
     queries = [NullQuery("excerpt", np.zeros(4, np.float32), (0, 1)) for _ in range(6)]
     queries.append(NullQuery("silence", np.zeros(4, np.float32)))
     cal = calibrate(lambda wave, exclude: next(raws), iter(queries))
-    assert max(cal.null_scores) == 6.0 and len(cal.null_scores) == 6 and cal.raw_threshold < 12
+    assert max(cal.null_scores) == 16.0 and len(cal.null_scores) == 6 and cal.raw_threshold < 22
     assert "same music more than once" in caplog.text
 
 
