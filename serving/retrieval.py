@@ -41,7 +41,7 @@ from serving.offset_search import propose
 from serving.prefetch import prefetched
 from serving.session import ModelSession
 from serving.verify_align import FRAME_HOP, NO_SCORE, Alignment, SongPeaks, log_spectrogram, verify
-from serving.voting import MIN_VOTES, Occurrence, RecordVotes, by_record, occurrences
+from serving.voting import MIN_VOTES, Occurrence, RecordVotes, by_record, occurrences, placed
 
 logger = logging.getLogger(__name__)
 
@@ -202,16 +202,10 @@ class Retriever:
         best landmark bin puts it (exact speed; the song windows its triplets span)."""
         if hits.landmarks is None:
             return []
-        window_s, out = self.session.metadata.window_s, []
-        for record in hits.landmarks.best(LANDMARK_CANDIDATES):
-            place = hits.landmarks.places.get(record)
-            if record in voted or place is None:
-                continue
-            inside = (hits.song_t <= place.song_hi_s) & (hits.song_t + window_s >= place.song_lo_s)  # [m]
-            windows = np.flatnonzero(inside) if inside.any() else np.array([int(np.argmin(np.abs(hits.song_t - place.song_lo_s)))])
-            scale = int(np.argmin(np.abs(np.log(self.catalogue.scales / place.speed))))
-            out.append(RecordVotes(record, 0, [Occurrence(record, scale, place.offset_s, windows, place.speed)]))
-        return out
+        places = [(r, p) for r in hits.landmarks.best(LANDMARK_CANDIDATES)
+                  if r not in voted and (p := hits.landmarks.places.get(r)) is not None]
+        return [placed(r, (p.speed, p.offset_s), (p.song_lo_s, p.song_hi_s), hits.song_t,
+                       self.session.metadata.window_s, self.catalogue.scales) for r, p in places]
 
     def _record(self, index: int) -> np.ndarray | None:
         """The record's log spectrogram ``[T, BANDS]``, from the catalogue (no record audio is read); None, with

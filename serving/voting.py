@@ -149,3 +149,15 @@ def by_record(found: list[Occurrence], candidates: int) -> list[RecordVotes]:
     ranked = [RecordVotes(rec, occs[0].votes, occs, sum(o.votes for o in occs)) for rec, occs in kept.items()]
     ranked.sort(key=lambda r: (-r.votes, -r.total, r.record))
     return ranked[:candidates]
+
+
+def placed(record: int, place: tuple[float, float], span: tuple[float, float], song_t: np.ndarray, window_s: float,
+           scales: np.ndarray) -> RecordVotes:
+    """A candidate that another source placed (speed, offset) over the song span ``(lo, hi)`` seconds: one
+    occurrence over the song windows that overlap the span (the nearest one when none does), at that exact speed
+    and the catalogue scale nearest to it."""
+    (speed, offset), (lo, hi) = place, span
+    inside = (song_t <= hi) & (song_t + window_s >= lo)  # [m]
+    windows = np.flatnonzero(inside) if inside.any() else np.array([int(np.argmin(np.abs(song_t - lo)))])
+    scale = int(np.argmin(np.abs(np.log(scales / speed))))
+    return RecordVotes(record, 0, [Occurrence(record, scale, offset, windows, speed)])
