@@ -3,14 +3,14 @@
 At ``index build`` (and after every ``index add``) we run *null queries* through the very same
 vote-and-verify scoring that ``identify`` uses, and keep the best candidate's raw score of each:
 
-- **leave-one-out excerpts and songs**: from each of up to :data:`MAX_RECORDS` records, :data:`EXCERPTS_PER_RECORD`
-  clean excerpts (one window plus :data:`EXCERPT_S` seconds) and :data:`SONGS_PER_RECORD` song-like queries
-  (:func:`serving.null_songs.song_like`: a 2-6 s piece, sped up or slowed down, band-limited, looped under
-  synthesized drums and bass, as an open song uses a record), each searched with that record's own ids
-  excluded, so the best remaining candidate is by construction a wrong one. On ``dev-plus`` (the 60-record
-  closed catalogue, 2026-12-02) the two kinds scored alike (99th percentile 0.295 clean, 0.292 songs); three of each
-  they accepted 19.4 % of the closed test songs correctly at 98.3 % of the open songs rejected, clean
-  excerpts alone 16.1 % at the same rejection;
+- **leave-one-out excerpts**: from each of up to :data:`MAX_RECORDS` records, :data:`EXCERPTS_PER_RECORD`
+  excerpts (one window plus :data:`EXCERPT_S` seconds), each searched with that record's own ids and landmarks
+  excluded, so the best remaining candidate is by construction a wrong one. Song-like queries (a piece looped
+  over synthesized drums and bass, until 2026-12-06) are no longer used: with the landmark votes in the raw
+  score they scored far above real songs that sample nothing (dev-plus, 80 records: 99th percentile 22.3
+  against 16.3 for the best wrong record of the 240 real songs, 17.6 for the excerpts), because the synthetic
+  drum bed alone matches drum-heavy records (peak z-scores up to 20 for the bed without any piece): the
+  threshold they set rejected a third of the correct answers (bench/NOTES.md #31);
 - **silence and noise** (white, and brown-ish), which sample nothing at all.
 
 The calibrated score of a raw score ``r`` is the null CDF ``F(r)``: the fraction of null queries scoring below
@@ -37,14 +37,12 @@ import numpy as np
 
 from serving.catalogue_format import CatalogueError
 from serving.contract import atomic_write, one_line
-from serving.null_songs import song_like
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_FAR = 0.01
 EXCERPT_S = 6.0  # a leave-one-out excerpt is one window plus this (about a sample's length)
-EXCERPTS_PER_RECORD = 3
-SONGS_PER_RECORD = 2
+EXCERPTS_PER_RECORD = 5
 MAX_RECORDS = 40  # records drawn for excerpts: calibration cost stays bounded as the catalogue grows
 NOISE_QUERIES = 2  # of each kind
 NOISE_SECONDS = 6.0
@@ -156,7 +154,7 @@ class NullQuery:
 
 def null_queries(count: int, audio: Callable[[int], np.ndarray | None], id_range: Callable[[int], tuple[int, int]],
                  window: int, hop: int, sample_rate: int) -> Iterator[NullQuery]:
-    """Leave-one-out excerpts and songs from up to :data:`MAX_RECORDS` of ``count`` records, then silence and noise.
+    """Leave-one-out excerpts from up to :data:`MAX_RECORDS` of ``count`` records, then silence and noise.
 
     Args:
         count: records in the catalogue.
@@ -176,8 +174,6 @@ def null_queries(count: int, audio: Callable[[int], np.ndarray | None], id_range
         room = max(0, wave.shape[0] - length)
         for start in rng.integers(0, room + 1, EXCERPTS_PER_RECORD):
             yield NullQuery("excerpt", wave[start:start + length], id_range(int(index)))
-        for _ in range(SONGS_PER_RECORD):
-            yield NullQuery("song", song_like(wave, rng, sample_rate), id_range(int(index)))
     n = int(NOISE_SECONDS * sample_rate)
     for _ in range(NOISE_QUERIES):
         white = rng.standard_normal(n)
