@@ -54,15 +54,24 @@ SEED = 0
 NO_CANDIDATE = -1.0  # the raw score of a query that no record votes for (serving.verify_align.NO_SCORE)
 MIN_INFORMATIVE = 5
 DUPLICATE_SCORE = 15.0  # peak z-score: a wrong record verifying this well is the same music: unrelated records reach z 10 (dev-plus null max), pieces of one track 12-28 (NOTES #29)
+DUPLICATE_VOTES = 40.0  # landmark votes in one bin: the same sound in two records (a jingle, a thunder clap) even where the peak z stays low; unrelated records reach 26 (NOTES #32)
 
 
 @dataclass
 class NullScore:
-    """A null query's best candidate: its ``raw`` score (what the threshold is set on) and its peak z-score alone
-    (``verified``, what the duplicate rule reads: the raw score adds the landmark votes, serving.retrieval)."""
+    """A null query's best candidate: its ``raw`` score (what the threshold is set on), its peak z-score alone
+    (``verified``) and its landmark votes (``landmark``): the duplicate rule reads the last two apart, since the
+    raw score adds them (serving.retrieval)."""
 
     raw: float
     verified: float
+    landmark: float = 0.0
+
+    @property
+    def duplicate(self) -> bool:
+        """Whether this candidate is the same music as the query's record (:data:`DUPLICATE_SCORE`,
+        :data:`DUPLICATE_VOTES`)."""
+        return self.verified >= DUPLICATE_SCORE or self.landmark >= DUPLICATE_VOTES
 
 
 ScoreFn = Callable[[np.ndarray, "tuple[int, int] | None"], NullScore]
@@ -188,21 +197,23 @@ def calibrate(score: ScoreFn, queries: Iterator[NullQuery], far: float = DEFAULT
               generation: str = "") -> Calibration:
     """Score every null query with ``score(wave, exclude)`` and build the :class:`Calibration`.
 
-    A leave-one-out query whose best *other* record verifies at a peak z-score of :data:`DUPLICATE_SCORE` or more has found the
-    same music indexed twice (a track cut into several records, a reissue), not a false match: it is left out
-    of the null, with one warning, so that duplicates do not lift the threshold above every real match.
+    A leave-one-out query whose best *other* record verifies at a peak z-score of :data:`DUPLICATE_SCORE` or more,
+    or gets :data:`DUPLICATE_VOTES` landmark votes or more, has found the same music or sound indexed twice (a
+    track cut into several records, a reissue, a shared jingle), not a false match: it is left out of the null,
+    with one warning, so that duplicates do not lift the threshold above every real match.
     """
     scores, kinds, duplicates = [], {}, 0
     for query in queries:
         found = score(query.wave, query.exclude)
-        if query.exclude is not None and found.verified >= DUPLICATE_SCORE:
+        if query.exclude is not None and found.duplicate:
             duplicates += 1
             continue
         scores.append(found.raw)
         kinds[query.kind] = kinds.get(query.kind, 0) + 1
     if duplicates:
-        logger.warning("%d null queries matched another record at >= %.2f: the catalogue holds the same music "
-                       "more than once; they are left out of the calibration", duplicates, DUPLICATE_SCORE)
+        logger.warning("%d null queries matched another record at z >= %.0f or >= %.0f landmark votes: the catalogue "
+                       "holds the same music more than once; they are left out of the calibration", duplicates,
+                       DUPLICATE_SCORE, DUPLICATE_VOTES)
     cal = Calibration.from_scores(scores, far, generation, kinds)
     informative = sum(s > NO_CANDIDATE for s in scores)
     if informative < MIN_INFORMATIVE:

@@ -279,7 +279,8 @@ class Retriever:
         conservative estimate of what a song that samples nothing can score.
         """
         found = self.candidates(wave, exclude, MIN_VOTES)
-        return NullScore(found[0].raw, found[0].alignment.score) if found else NullScore(NO_SCORE, NO_SCORE)
+        best = found[0] if found else None
+        return NullScore(best.raw, best.alignment.score, best.landmark) if best else NullScore(NO_SCORE, NO_SCORE)
 
     def matches(self, wave: np.ndarray) -> list[Match]:
         """Matches of one song above the threshold, best first."""

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from serving.calibration import DUPLICATE_SCORE, Calibration
+from serving.calibration import DUPLICATE_SCORE, DUPLICATE_VOTES, Calibration
 from serving.catalogue import Catalogue
 from serving.cli import main
 from serving.contract import load_audio
@@ -222,9 +222,11 @@ def test_calibration_leaves_out_duplicates_of_other_records(caplog: pytest.LogCa
     """A leave-one-out query that finds the same music in another record is a duplicate, not a null."""
     from serving.calibration import NullQuery, NullScore, calibrate
 
-    raws = iter(NullScore(x + 10, x) for x in [DUPLICATE_SCORE + 5, 4.0, 2.0, 6.0, 3.0, 5.0, 1.0])
+    raws = iter([NullScore(x + 10, x) for x in [DUPLICATE_SCORE + 5, 4.0, 2.0, 6.0, 3.0, 5.0, 1.0]]
+                + [NullScore(40.0, 6.0, DUPLICATE_VOTES)])  # the same sound found by its landmarks, at a low z
     queries = [NullQuery("excerpt", np.zeros(4, np.float32), (0, 1)) for _ in range(6)]
     queries.append(NullQuery("silence", np.zeros(4, np.float32)))
+    queries.append(NullQuery("excerpt", np.zeros(4, np.float32), (0, 1)))
     cal = calibrate(lambda wave, exclude: next(raws), iter(queries))
     assert max(cal.null_scores) == 16.0 and len(cal.null_scores) == 6 and cal.raw_threshold < 22
     assert "same music more than once" in caplog.text
