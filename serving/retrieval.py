@@ -175,7 +175,8 @@ class Retriever:
         if index is None:
             return None
         records = self.catalogue.meta.records
-        left_out = next((i for i, r in enumerate(records) if exclude and r.id_start == exclude[0]), None)
+        left_out = None if exclude is None else next((i for i, r in enumerate(records) if r.id_start == exclude[0]),
+                                                     None)  # calibration only: identify scans no records
         return index.search(log_spectrogram(wave, self.rate, RES), len(records), self.rate, left_out,
                             LANDMARK_CANDIDATES)
 
@@ -279,8 +280,9 @@ class Retriever:
         conservative estimate of what a song that samples nothing can score.
         """
         found = self.candidates(wave, exclude, MIN_VOTES)
-        best = found[0] if found else None
-        return NullScore(best.raw, best.alignment.score, best.landmark) if best else NullScore(NO_SCORE, NO_SCORE)
+        if not found:
+            return NullScore(NO_SCORE, NO_SCORE)
+        return NullScore(found[0].raw, found[0].alignment.score, found[0].landmark)
 
     def matches(self, wave: np.ndarray) -> list[Match]:
         """Matches of one song above the threshold, best first."""
