@@ -219,3 +219,14 @@ def match_song(
         timeline = Timeline(window_s, start_s.tolist(), [labels[c] for c in top],
                             probs[:, top].T.astype(np.float64).tolist())
     return matches, timeline
+
+
+def merge_spans(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Overlapping spans merged, in time order."""
+    merged: list[tuple[float, float]] = []
+    for lo, hi in sorted(spans):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged

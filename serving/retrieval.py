@@ -8,7 +8,8 @@ For each song (decoded whole, at the model's rate):
    (:mod:`serving.voting`); the :data:`CANDIDATES` records with the most votes are kept;
 4. each candidate's best occurrences are **verified** against the record's log-frequency spectrogram, which
    the catalogue stores (:mod:`serving.spectra`; no record audio is read), by matching spectral peaks over a
-   fine grid of speeds and lags (:mod:`serving.verify_align`); the best peak score, less
+   fine grid of speeds and lags (:mod:`serving.verify_align`), the best fit once more on the song part it
+   matched; the best peak score, less
    :data:`RANK_PENALTY` per place in the vote ranking, is the candidate's *raw score*;
 5. the raw score is mapped to the **calibrated score** ``F(raw)`` in [0, 1], the null CDF measured when the
    catalogue was built (:mod:`serving.calibration`): the fraction of songs that sample nothing in the
@@ -36,11 +37,19 @@ from serving.catalogue_format import CatalogueError
 from serving.contract import AudioError, load_audio, one_line, round_score, round_time
 from serving.embedding import DEFAULT_BATCH, embed_wave
 from serving.landmarks import RES, LandmarkVotes
-from serving.matches import Match, SongResult
+from serving.matches import Match, SongResult, merge_spans
 from serving.offset_search import propose
 from serving.prefetch import prefetched
 from serving.session import ModelSession
-from serving.verify_align import FRAME_HOP, NO_SCORE, Alignment, SongPeaks, log_spectrogram, verify
+from serving.verify_align import (
+    FRAME_HOP,
+    NO_SCORE,
+    Alignment,
+    SongPeaks,
+    log_spectrogram,
+    verify,
+    verify_window,
+)
 from serving.voting import MIN_VOTES, Occurrence, RecordVotes, by_record, occurrences, placed
 
 logger = logging.getLogger(__name__)
@@ -49,7 +58,6 @@ DEFAULT_K = 32
 CANDIDATES = 10  # verified per song: the true record among them for 92.2 % / 85.0 % of test / open songs (6: 90.0 / 78.3; NOTES #29)
 VERIFY_OCCURRENCES = 2  # per candidate, the best-voted ones
 RANK_PENALTY = 0.0  # (z: none helps, NOTES #25) raw score = peak score - this x the candidate's rank by votes (0 = most votes)
-MIN_VERIFY_S = 3.0
 SEARCH_RECORD = True  # also verify where the best occurrence's song segment best sits in the whole record
 SPAN_FRACTION = 0.6  # another occurrence is reported when it verifies to this fraction of the best
 PIPELINE_SONGS = 2  # songs decoded and searched ahead of the one being verified
@@ -229,7 +237,19 @@ class Retriever:
             return None
         i = max(range(len(tried)), key=lambda j: tried[j][0].score)  # the first of equal bests, as before
         occurrence = rv.occurrences[i if i < len(checked) else 0]
-        return Verified(rv, occurrence, *tried[i], song, rank, checked)
+        return Verified(rv, occurrence, *self._refit(*tried[i], record, song), song, rank, checked)
+
+    def _refit(self, align: Alignment, span: tuple[float, float], record: np.ndarray,
+               song: _Song) -> tuple[Alignment, tuple[float, float]]:
+        """The best fit verified again on the part of the song it matched (at least
+        :data:`~serving.verify_align.MIN_VERIFY_S`, as every segment): a segment that straddles a loop's repeat
+        matches in part, and the rest dilutes its score (bench/NOTES.md #35)."""
+        if align.song_lo_s is None or align.song_hi_s is None:
+            return align, span
+        lo, hi = verify_window(align.song_lo_s, align.song_hi_s, song.duration_s)
+        first = int(lo * self.rate / FRAME_HOP)
+        frames = (first, max(first + 1, int(np.ceil(hi * self.rate / FRAME_HOP))))
+        return self._verified(song, frames, record, (align.offset_s, align.speed), span)
 
     def _searched(self, rv: RecordVotes, record: np.ndarray, song: _Song) -> tuple[Alignment, tuple[float, float]]:
         """The best occurrence's song segment verified where the whole-record search puts it
@@ -324,31 +344,6 @@ class Retriever:
                      spans=[{"start_s": round_time(a), "end_s": round_time(b)} for a, b in self._spans(cand)],
                      record_start_s=round_time(rec_lo), record_end_s=round_time(rec_hi),
                      speed=round(speed, 3))
-
-
-def verify_window(lo: float, hi: float, duration: float) -> tuple[float, float]:
-    """The song segment verified for an occurrence ``[lo, hi]``: at least :data:`MIN_VERIFY_S` long, centred.
-
-    Chance correlations of short segments run high; a floor on the length keeps the null scores low.
-    """
-    grow = max(0.0, MIN_VERIFY_S - (hi - lo)) / 2
-    lo, hi = lo - grow, hi + grow
-    if lo < 0:
-        lo, hi = 0.0, min(duration, hi - lo)
-    if hi > duration:
-        lo, hi = max(0.0, lo - (hi - duration)), duration
-    return lo, hi
-
-
-def merge_spans(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Overlapping spans merged, in time order."""
-    merged: list[tuple[float, float]] = []
-    for lo, hi in sorted(spans):
-        if merged and lo <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
-    return merged
 
 
 @dataclass

@@ -57,6 +57,7 @@ NO_SCORE = -1.0
 PITCH_SEMITONES = (-3, -2, -1, 1, 2, 3)  # pitch-only hypotheses (the producer chain's +-3 semitones)
 PEAK_FRAMES, PEAK_BANDS = 3, 2  # a peak is the maximum of its (2 * 3 + 1) frames x (2 * 2 + 1) bands
 TOLERANCE_FRAMES, TOLERANCE_BANDS = 1, 1  # a record peak is found when the song has one within +-1 frame and band
+MIN_VERIFY_S = 3.0  # a song segment is verified over at least this long (an occurrence, a fit's matched part)
 STATISTIC = "z"  # what ranks hypotheses: "z" (:func:`z_beyond_chance`) or "lift" (:func:`beyond_chance`), bench/NOTES.md #25
 
 
@@ -323,3 +324,18 @@ def matching_part(song: SongPeaks, fit: _Fit) -> tuple[int, int]:
         inside = slice(part[0], last)
         score = float(beyond_chance(hits[inside].sum(), count[inside].sum(), (song.chance * count)[inside].sum()))
     return part
+
+
+def verify_window(lo: float, hi: float, duration: float, min_s: float = MIN_VERIFY_S) -> tuple[float, float]:
+    """The song segment verified for ``[lo, hi]`` (an occurrence, a fit's matched part): at least ``min_s`` long,
+    centred, within ``[0, duration]``.
+
+    Chance correlations of short segments run high; a floor on the length keeps the null scores low.
+    """
+    grow = max(0.0, min_s - (hi - lo)) / 2
+    lo, hi = lo - grow, hi + grow
+    if lo < 0:
+        lo, hi = 0.0, min(duration, hi - lo)
+    if hi > duration:
+        lo, hi = max(0.0, lo - (hi - duration)), duration
+    return lo, hi

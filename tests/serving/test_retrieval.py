@@ -15,9 +15,9 @@ from serving.calibration import DUPLICATE_SCORE, DUPLICATE_VOTES, Calibration
 from serving.catalogue import Catalogue
 from serving.cli import main
 from serving.contract import load_audio
-from serving.matches import Match, SongResult
+from serving.matches import Match, SongResult, merge_spans
 from serving.output import make_writer
-from serving.retrieval import RetrievalOptions, Retriever, identify_indexed, merge_spans
+from serving.retrieval import RetrievalOptions, Retriever, identify_indexed
 from serving.session import ModelSession, SessionOptions
 from serving.verify_align import log_spectrogram, verify
 from serving.voting import by_record, occurrences

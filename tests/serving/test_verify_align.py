@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.verify_align import SongPeaks, _max_filter, log_spectrogram, verify
+from serving.verify_align import SongPeaks, _max_filter, log_spectrogram, verify, verify_window
 from tests.serving.retrieval_helpers import song_from, synth_record
 
 RATE = 16000
@@ -31,3 +31,19 @@ def test_verify_takes_a_spectrogram_or_its_peaks() -> None:
     args = (60 * 256 / RATE, log_spectrogram(record, RATE), RATE, 1.1, 1.0, 1.12)
     align = verify(spec[60:560], *args)
     assert align.score > 15 and align == verify(SongPeaks.of(spec[60:560]), *args)
+
+
+def test_a_fit_verified_again_on_its_matched_part_scores_higher() -> None:
+    """A segment that holds the record in its first half only: the fit marks that half, and verifying the half
+    again (as retrieval does with the best fit) is not diluted by the unrelated rest."""
+    record, other = synth_record(3), synth_record(9)
+    song = song_from(record, 2.0, 5.0, 1.0, [1.0], 8.0) + song_from(other, 0.0, 3.5, 1.0, [4.5], 8.0)
+    spec = log_spectrogram(song, RATE)
+    offset = 2.0 - 1.0  # record time - song time at speed 1
+    first = verify(spec, 0.0, log_spectrogram(record, RATE), RATE, offset, 1.0, 1.12)
+    assert first.song_lo_s is not None and first.song_hi_s is not None
+    assert abs(first.song_lo_s - 1.0) < 0.5 and abs(first.song_hi_s - 4.0) < 0.5
+    lo, hi = verify_window(first.song_lo_s, first.song_hi_s, 8.0)
+    a, b = int(lo * RATE / 256), int(hi * RATE / 256)
+    again = verify(spec[a:b], a * 256 / RATE, log_spectrogram(record, RATE), RATE, first.offset_s, first.speed, 1.12)
+    assert again.score > first.score and abs(again.offset_s - offset) < 0.05
