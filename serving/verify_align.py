@@ -326,13 +326,13 @@ def matching_part(song: SongPeaks, fit: _Fit) -> tuple[int, int]:
     return part
 
 
-def verify_window(lo: float, hi: float, duration: float, min_s: float = MIN_VERIFY_S) -> tuple[float, float]:
-    """The song segment verified for ``[lo, hi]`` (an occurrence, a fit's matched part): at least ``min_s`` long,
-    centred, within ``[0, duration]``.
+def verify_window(lo: float, hi: float, duration: float) -> tuple[float, float]:
+    """The song segment verified for ``[lo, hi]`` (an occurrence, a fit's matched part): at least
+    :data:`MIN_VERIFY_S` long, centred, within ``[0, duration]``.
 
     Chance correlations of short segments run high; a floor on the length keeps the null scores low.
     """
-    grow = max(0.0, min_s - (hi - lo)) / 2
+    grow = max(0.0, MIN_VERIFY_S - (hi - lo)) / 2
     lo, hi = lo - grow, hi + grow
     if lo < 0:
         lo, hi = 0.0, min(duration, hi - lo)
