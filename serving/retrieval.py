@@ -9,8 +9,9 @@ For each song (decoded whole, at the model's rate):
 4. each candidate's best occurrences are **verified** against the record's log-frequency spectrogram, which
    the catalogue stores (:mod:`serving.spectra`; no record audio is read), by matching spectral peaks over a
    fine grid of speeds and lags (:mod:`serving.verify_align`), the best fit once more on the song part it
-   matched; the best peak score, less
-   :data:`RANK_PENALTY` per place in the vote ranking, is the candidate's *raw score*;
+   matched; the best peak score, plus the record's landmark votes (:mod:`serving.landmarks`), is the
+   candidate's *raw score* (:class:`~serving.verified.Verified`); the :data:`REGRID` best candidates average
+   their peak score over a second frame grid (:func:`~serving.verify_align.regrid_score`) and are ranked again;
 5. the raw score is mapped to the **calibrated score** ``F(raw)`` in [0, 1], the null CDF measured when the
    catalogue was built (:mod:`serving.calibration`): the fraction of songs that sample nothing in the
    catalogue which would score lower. A match needs ``F(raw) >= 1 - FAR`` (FAR 1 % by default, ``--far``), or
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,12 +42,14 @@ from serving.matches import Match, SongResult, merge_spans
 from serving.offset_search import propose
 from serving.prefetch import prefetched
 from serving.session import ModelSession
+from serving.verified import Hits, Song, Verified
 from serving.verify_align import (
     FRAME_HOP,
     NO_SCORE,
     Alignment,
-    SongPeaks,
     log_spectrogram,
+    matched_frames,
+    regrid_score,
     verify,
     verify_window,
 )
@@ -57,12 +60,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_K = 32
 CANDIDATES = 10  # verified per song: the true record among them for 92.2 % / 85.0 % of test / open songs (6: 90.0 / 78.3; NOTES #29)
 VERIFY_OCCURRENCES = 2  # per candidate, the best-voted ones
-RANK_PENALTY = 0.0  # (z: none helps, NOTES #25) raw score = peak score - this x the candidate's rank by votes (0 = most votes)
 SEARCH_RECORD = True  # also verify where the best occurrence's song segment best sits in the whole record
 SPAN_FRACTION = 0.6  # another occurrence is reported when it verifies to this fraction of the best
 PIPELINE_SONGS = 2  # songs decoded and searched ahead of the one being verified
 LANDMARK_CANDIDATES = 5  # the landmark search's best records, verified too when the votes did not name them (NOTES #31)
-LANDMARK_WEIGHT = 3.0  # raw score = peak z-score + this x sqrt(the record's landmark votes) (NOTES #31)
+REGRID = 2  # the best candidates whose score is averaged over a second frame grid (NOTES #36)
 
 
 @dataclass
@@ -90,58 +92,6 @@ class RetrievalOptions:
     hop_s: float | None = None
 
 
-@dataclass
-class Hits:
-    """A song's k-NN search: window start times ``song_t`` ``[m]`` (seconds), neighbours ``sims``, ``ids``
-    ``[m, k]``."""
-
-    song_t: np.ndarray
-    sims: np.ndarray
-    ids: np.ndarray
-    landmarks: LandmarkVotes | None = None  # None: the catalogue has no landmarks
-
-
-@dataclass
-class Verified:
-    """A verified candidate record."""
-
-    votes: RecordVotes
-    occurrence: Occurrence
-    alignment: Alignment
-    span: tuple[float, float]  # the verified occurrence in the song (seconds)
-    song: _Song
-    rank: int = 0  # by votes among the song's candidates
-    checked: list[tuple[Alignment, tuple[float, float]]] = field(default_factory=list)  # occurrences[:n] verified
-    landmark: float = 0.0  # the record's landmark votes (serving.landmarks)
-
-    @property
-    def raw(self) -> float:
-        """The verification score, plus :data:`LANDMARK_WEIGHT` x the square root of the record's landmark votes,
-        less :data:`RANK_PENALTY` per place behind the most-voted candidate. The peaks verified on the coarse
-        spectrogram and the triplets counted on the fine one are separate evidence: on dev-plus the fused score
-        ranks the true record first more often than either, and weight 1-4 rank alike while 3 separates true
-        records from null queries best (bench/NOTES.md #31)."""
-        if self.alignment.score <= NO_SCORE:
-            return NO_SCORE
-        return self.alignment.score + LANDMARK_WEIGHT * float(np.sqrt(self.landmark)) - RANK_PENALTY * self.rank
-
-
-@dataclass
-class _Song:
-    """What verification needs of the song being identified."""
-
-    song_t: np.ndarray  # [m] start times of the windows that were searched
-    spec: np.ndarray  # [T, B] log-frequency spectrogram of the whole song
-    duration_s: float
-    _peaks: dict[tuple[int, int], SongPeaks] = field(default_factory=dict)
-
-    def peaks(self, first: int, end: int) -> SongPeaks:
-        """The peaks of frames ``[first, end)``, computed once: candidates often verify the same segment."""
-        if (first, end) not in self._peaks:
-            self._peaks[first, end] = SongPeaks.of(self.spec[first:end])
-        return self._peaks[first, end]
-
-
 class Retriever:
     """Search, vote and verify against one opened catalogue with one model session."""
 
@@ -165,7 +115,17 @@ class Retriever:
             for v in verified:
                 v.landmark = float(hits.landmarks.counts[v.votes.record])
         verified.sort(key=lambda v: -v.raw)
+        self._regrid(verified[:REGRID])
+        verified.sort(key=lambda v: -v.raw)
         return verified
+
+    def _regrid(self, best: list[Verified]) -> None:
+        """Average each of ``best``'s peak scores over a second frame grid (:func:`regrid_score`)."""
+        for v in best:
+            record = self._record(v.votes.record)
+            if record is not None:
+                score = regrid_score(v.song.wave, v.alignment, record, self.rate, self.catalogue.scale_ratio)
+                v.alignment = replace(v.alignment, score=score)
 
     def search(self, wave: np.ndarray, exclude: tuple[int, int] | None = None) -> Hits | None:
         """Embed the song's windows and find their neighbours (None: no window, or an empty catalogue): the
@@ -189,12 +149,12 @@ class Retriever:
                             LANDMARK_CANDIDATES)
 
     def voted(self, wave: np.ndarray, exclude: tuple[int, int] | None = None,
-              min_votes: int | None = None) -> tuple[list[RecordVotes], _Song | None]:
+              min_votes: int | None = None) -> tuple[list[RecordVotes], Song | None]:
         """The candidate records by votes, most first, and the song as verification sees it (None: no votes)."""
         return self.vote(wave, self.search(wave, exclude), min_votes)
 
     def vote(self, wave: np.ndarray, hits: Hits | None,
-             min_votes: int | None = None) -> tuple[list[RecordVotes], _Song | None]:
+             min_votes: int | None = None) -> tuple[list[RecordVotes], Song | None]:
         """:meth:`voted` from the song's :meth:`search`."""
         if hits is None:
             return [], None
@@ -204,7 +164,7 @@ class Retriever:
         ranked += self._landmark_candidates(hits, {rv.record for rv in ranked})
         if not ranked:
             return [], None
-        return ranked, _Song(hits.song_t, log_spectrogram(wave, self.rate), wave.shape[0] / self.rate)  # one STFT
+        return ranked, Song(hits.song_t, wave, self.rate, log_spectrogram(wave, self.rate))  # one STFT
 
     def _landmark_candidates(self, hits: Hits, voted: set[int]) -> list[RecordVotes]:
         """The landmark search's best records that the votes did not name, each with one occurrence where its
@@ -227,7 +187,7 @@ class Retriever:
                 logger.warning("%s (record %r is not verified)", err, self.catalogue.meta.records[index].name)
             return None
 
-    def _verify(self, rv: RecordVotes, song: _Song, rank: int = 0) -> Verified | None:
+    def _verify(self, rv: RecordVotes, song: Song, rank: int = 0) -> Verified | None:
         record = self._record(rv.record)
         if record is None:
             return None
@@ -240,18 +200,16 @@ class Retriever:
         return Verified(rv, occurrence, *self._refit(*tried[i], record, song), song, rank, checked)
 
     def _refit(self, align: Alignment, span: tuple[float, float], record: np.ndarray,
-               song: _Song) -> tuple[Alignment, tuple[float, float]]:
+               song: Song) -> tuple[Alignment, tuple[float, float]]:
         """The best fit verified again on the part of the song it matched (at least
         :data:`~serving.verify_align.MIN_VERIFY_S`, as every segment): a segment that straddles a loop's repeat
         matches in part, and the rest dilutes its score (bench/NOTES.md #35)."""
-        if align.song_lo_s is None or align.song_hi_s is None:
+        frames = matched_frames(align, song.duration_s, self.rate)
+        if frames is None:
             return align, span
-        lo, hi = verify_window(align.song_lo_s, align.song_hi_s, song.duration_s)
-        first = int(lo * self.rate / FRAME_HOP)
-        frames = (first, max(first + 1, int(np.ceil(hi * self.rate / FRAME_HOP))))
         return self._verified(song, frames, record, (align.offset_s, align.speed), span)
 
-    def _searched(self, rv: RecordVotes, record: np.ndarray, song: _Song) -> tuple[Alignment, tuple[float, float]]:
+    def _searched(self, rv: RecordVotes, record: np.ndarray, song: Song) -> tuple[Alignment, tuple[float, float]]:
         """The best occurrence's song segment verified where the whole-record search puts it
         (:mod:`serving.offset_search`); a failed alignment when the segment has too few peaks."""
         span, (first, end) = self._segment(rv.occurrences[0], song)
@@ -261,13 +219,13 @@ class Retriever:
             return Alignment(NO_SCORE, 1.0, 0.0), span
         return self._verified(song, (first, end), record, (found.offset_s, found.speed), span)
 
-    def _verify_one(self, occ: Occurrence, record: np.ndarray, song: _Song) -> tuple[Alignment, tuple[float, float]]:
+    def _verify_one(self, occ: Occurrence, record: np.ndarray, song: Song) -> tuple[Alignment, tuple[float, float]]:
         """Verify one occurrence; the span is the part of the song the record matches (else the votes' span)."""
         span, frames = self._segment(occ, song)
         place = (occ.offset_s, occ.speed or float(self.catalogue.scales[occ.scale_index]))
         return self._verified(song, frames, record, place, span)
 
-    def _segment(self, occ: Occurrence, song: _Song) -> tuple[tuple[float, float], tuple[int, int]]:
+    def _segment(self, occ: Occurrence, song: Song) -> tuple[tuple[float, float], tuple[int, int]]:
         """The occurrence's span in the song (seconds) and the song frames ``[first, end)`` verified for it."""
         frame_s = FRAME_HOP / self.rate
         lo, hi = self._span(occ, song)
@@ -275,7 +233,7 @@ class Retriever:
         first = int(vlo / frame_s)
         return (lo, hi), (first, max(first + 1, int(vhi / frame_s)))
 
-    def _verified(self, song: _Song, frames: tuple[int, int], record: np.ndarray, place: tuple[float, float],
+    def _verified(self, song: Song, frames: tuple[int, int], record: np.ndarray, place: tuple[float, float],
                   span: tuple[float, float]) -> tuple[Alignment, tuple[float, float]]:
         """Verify song ``frames`` against ``record`` at ``place`` (offset, speed); the span is the part of the song
         that the record matches, else ``span``."""
@@ -286,7 +244,7 @@ class Retriever:
             span = (align.song_lo_s, min(align.song_hi_s, song.duration_s))
         return align, span
 
-    def _span(self, occ: Occurrence, song: _Song) -> tuple[float, float]:
+    def _span(self, occ: Occurrence, song: Song) -> tuple[float, float]:
         window_s = self.session.metadata.window_s
         lo = float(song.song_t[occ.windows[0]])
         return lo, min(float(song.song_t[occ.windows[-1]]) + window_s, song.duration_s)

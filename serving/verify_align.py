@@ -58,6 +58,7 @@ PITCH_SEMITONES = (-3, -2, -1, 1, 2, 3)  # pitch-only hypotheses (the producer c
 PEAK_FRAMES, PEAK_BANDS = 3, 2  # a peak is the maximum of its (2 * 3 + 1) frames x (2 * 2 + 1) bands
 TOLERANCE_FRAMES, TOLERANCE_BANDS = 1, 1  # a record peak is found when the song has one within +-1 frame and band
 MIN_VERIFY_S = 3.0  # a song segment is verified over at least this long (an occurrence, a fit's matched part)
+GRID_SHIFT = FRAME_HOP // 2  # samples: the second frame grid of :func:`regrid_score`
 STATISTIC = "z"  # what ranks hypotheses: "z" (:func:`z_beyond_chance`) or "lift" (:func:`beyond_chance`), bench/NOTES.md #25
 
 
@@ -339,3 +340,34 @@ def verify_window(lo: float, hi: float, duration: float) -> tuple[float, float]:
     if hi > duration:
         lo, hi = max(0.0, lo - (hi - duration)), duration
     return lo, hi
+
+
+def matched_frames(align: Alignment, duration_s: float, sample_rate: int) -> tuple[int, int] | None:
+    """The song frames ``[first, end)`` of ``align``'s matched part, widened by :func:`verify_window`; None
+    without a matched part."""
+    if align.song_lo_s is None or align.song_hi_s is None:
+        return None
+    lo, hi = verify_window(align.song_lo_s, align.song_hi_s, duration_s)
+    first = int(lo * sample_rate / FRAME_HOP)
+    return first, max(first + 1, int(np.ceil(hi * sample_rate / FRAME_HOP)))
+
+
+def regrid_score(wave: np.ndarray, align: Alignment, record: np.ndarray, sample_rate: int,
+                 scale_ratio: float) -> float:
+    """``align``'s score, averaged with the same fit verified again on a second frame grid.
+
+    The song ``wave`` ``[S]`` is framed again from sample :data:`GRID_SHIFT` on, so its frames fall half a hop
+    from the first grid's, over the fit's matched part (at least :data:`MIN_VERIFY_S`), and the fit is verified
+    there at its speed and offset. A peak score is a maximum over lags and time-scales of peaks rounded to
+    frames: on one grid a chance fit can round its way up, or a true one down. On dev-plus the mean of the two
+    grids ranks the true record first more often (bench/NOTES.md #36). ``align``'s score as it is without a
+    matched part, or when the second fit fails.
+    """
+    frames = matched_frames(align, wave.shape[0] / sample_rate, sample_rate)
+    if align.score <= NO_SCORE or frames is None:
+        return align.score
+    first, end = frames
+    lo = first * FRAME_HOP + GRID_SHIFT
+    segment = log_spectrogram(wave[lo:lo + (end - first - 1) * FRAME_HOP + N_FFT], sample_rate)  # [end - first, B]
+    again = verify(segment, lo / sample_rate, record, sample_rate, align.offset_s, align.speed, scale_ratio)
+    return align.score if again.score <= NO_SCORE else (align.score + again.score) / 2

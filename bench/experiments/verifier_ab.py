@@ -3,7 +3,7 @@
 Retrieval (embed, k-NN, vote) runs once per song; then every variant of the verification re-verifies the
 same candidates (``--candidates`` records, the catalogue's own search), so the only thing that differs between
 rows is the score that ranks them. Printed per variant: top-1 among the candidates (test / open songs), alone
-and fused with the vote rank as ``identify`` does (:data:`serving.retrieval.RANK_PENALTY`), the candidates'
+and fused with the vote rank as ``identify`` does (:data:`serving.verified.RANK_PENALTY`), the candidates'
 recall (the true record among them: the ceiling of any verifier), and the separation of the true record's
 score from the best wrong one (AUC over songs whose candidates hold the truth), which is what the open-set
 threshold lives on.
@@ -29,8 +29,9 @@ import serving.retrieval as retrieval
 import serving.verify_align as va
 from serving.catalogue import Catalogue
 from serving.contract import load_audio
-from serving.retrieval import RANK_PENALTY, RetrievalOptions, Retriever
+from serving.retrieval import RetrievalOptions, Retriever
 from serving.session import ModelSession, SessionOptions
+from serving.verified import RANK_PENALTY
 
 log = logging.getLogger(__name__)
 

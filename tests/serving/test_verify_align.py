@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.verify_align import SongPeaks, _max_filter, log_spectrogram, verify, verify_window
+from serving.verify_align import (
+    NO_SCORE,
+    Alignment,
+    SongPeaks,
+    _max_filter,
+    log_spectrogram,
+    matched_frames,
+    regrid_score,
+    verify,
+    verify_window,
+)
 from tests.serving.retrieval_helpers import song_from, synth_record
 
 RATE = 16000
@@ -47,3 +57,23 @@ def test_a_fit_verified_again_on_its_matched_part_scores_higher() -> None:
     a, b = int(lo * RATE / 256), int(hi * RATE / 256)
     again = verify(spec[a:b], a * 256 / RATE, log_spectrogram(record, RATE), RATE, first.offset_s, first.speed, 1.12)
     assert again.score > first.score and abs(again.offset_s - offset) < 0.05
+
+
+def test_the_second_grid_keeps_a_true_match_high_and_a_chance_one_low() -> None:
+    """The fit verified again half a frame later: a record that is in the song scores on the second grid about as
+    high as on the first, one that is not stays at chance; no matched part leaves the score as it is."""
+    record, other = synth_record(3), synth_record(9)
+    song = song_from(record, 2.0, 5.0, 1.0, [1.0], 8.0)
+    spec = log_spectrogram(song, RATE)
+    means = []
+    for rec in (record, other):
+        ref = log_spectrogram(rec, RATE)
+        fit = verify(spec, 0.0, ref, RATE, 1.0, 1.0, 1.12)
+        means.append(regrid_score(song, fit, ref, RATE, 1.12))
+        assert means[-1] >= 0.9 * fit.score, (fit.score, means[-1])
+    assert means[0] > 8.0 and means[1] < 6.0 and means[0] > means[1] + 3.0, means
+    bare = Alignment(5.0, 1.0, 0.0)
+    assert matched_frames(bare, 8.0, RATE) is None
+    assert regrid_score(song, bare, log_spectrogram(record, RATE), RATE, 1.12) == 5.0
+    failed = Alignment(NO_SCORE, 1.0, 0.0, 1.0, 4.0)
+    assert regrid_score(song, failed, log_spectrogram(record, RATE), RATE, 1.12) == NO_SCORE
