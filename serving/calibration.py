@@ -14,9 +14,14 @@ vote-and-verify scoring that ``identify`` uses, and keep the best candidate's ra
 - **silence and noise** (white, and brown-ish), which sample nothing at all.
 
 The calibrated score of a raw score ``r`` is the null CDF ``F(r)``: the fraction of null queries scoring below
-``r``. ``F`` interpolates linearly between the sorted null scores placed at ``i / (n + 1)`` and continues
-beyond the largest (and below the smallest) with an exponential tail of scale ``tau`` (the spread of the top
-null scores, at least :data:`MIN_TAIL_SCALE`), so it is smooth, strictly increasing and < 1. A match is
+``r``. ``F`` interpolates linearly between the sorted null scores placed at ``i / (n + 1)``, below the smallest
+with an exponential tail, and above the tail's start with an exponential tail of scale ``tau`` (at least
+:data:`MIN_TAIL_SCALE`), so it is smooth, strictly increasing and < 1. With at least :data:`MIN_EXCEEDANCES`
+scores in the top :data:`TAIL_FRACTION`, the tail starts at the null score below them and ``tau`` is their
+mean excess over it (peaks over threshold, the exponential case): the 1 % point then rests on the top 10 % of
+the nulls, not on the two largest, whose noise moved dev-plus's closed threshold by 0.6 between two
+calibrations of one model (bench/NOTES.md #36). With fewer, the tail starts at the largest score and ``tau`` is
+the spread of the top :data:`MIN_TAIL_POINTS`. A match is
 reported when ``F(r) >= 1 - FAR``: by construction, a fraction FAR of songs that sample nothing would get a
 (false) match. The default FAR is 1 %; ``identify --far`` picks another, ``--threshold T`` compares ``F(r)``
 with ``T`` directly. With few null queries the 1 % point lies in the extrapolated tail: more records make the
@@ -50,6 +55,7 @@ NOISE_LEVEL = 0.1
 MIN_TAIL_SCALE = 0.5  # raw-score units (peak z-score, serving.verify_align; 0.02 for the lift)
 TAIL_FRACTION = 0.1  # the top 10 % of null scores set the tail's scale
 MIN_TAIL_POINTS = 5
+MIN_EXCEEDANCES = 10  # null scores in the top TAIL_FRACTION that a peaks-over-threshold tail needs
 SEED = 0
 NO_CANDIDATE = -1.0  # the raw score of a query that no record votes for (serving.verify_align.NO_SCORE)
 MIN_INFORMATIVE = 5
@@ -95,17 +101,29 @@ class Calibration:
         if not scores:
             raise ValueError("calibration needs at least one null score")
         null = sorted(float(s) for s in scores)
+        cal = cls(null, far, 1.0 - far, 0.0, MIN_TAIL_SCALE, generation, queries or {})
+        start, _ = cal.tail_start()
         top = np.asarray(null[-max(MIN_TAIL_POINTS, int(len(null) * TAIL_FRACTION)):])
-        cal = cls(null, far, 1.0 - far, 0.0, max(MIN_TAIL_SCALE, float(top.std())), generation, queries or {})
+        spread = top.mean() - start if start < null[-1] else top.std()  # mean excess, or the top's spread
+        cal.tail_scale = max(MIN_TAIL_SCALE, float(spread))
         cal.raw_threshold = cal.raw_for(1.0 - far)
         return cal
+
+    def tail_start(self) -> tuple[float, float]:
+        """Where the upper exponential tail starts: ``(raw score, its level)`` (see the module docstring)."""
+        z, n = self.null_scores, len(self.null_scores)
+        k = int(n * TAIL_FRACTION)
+        if k >= MIN_EXCEEDANCES and n > k:
+            return z[n - k - 1], (n - k) / (n + 1)
+        return z[-1], n / (n + 1)
 
     def score(self, raw: float) -> float:
         """The calibrated score ``F(raw)`` in (0, 1) (see the module docstring)."""
         z, n, tau = np.asarray(self.null_scores), len(self.null_scores), self.tail_scale
         step = 1.0 / (n + 1)
-        if raw >= z[-1]:
-            return 1.0 - step * math.exp(-(raw - z[-1]) / tau)
+        start, level = self.tail_start()
+        if raw >= start:
+            return 1.0 - (1.0 - level) * math.exp(-(raw - start) / tau)
         if raw <= z[0]:
             return step * math.exp((raw - z[0]) / tau)
         levels = np.arange(1, n + 1) * step
@@ -116,8 +134,9 @@ class Calibration:
         z, n, tau = self.null_scores, len(self.null_scores), self.tail_scale
         step = 1.0 / (n + 1)
         level = min(max(level, 1e-12), 1.0 - 1e-12)
-        if level >= n * step:
-            return z[-1] + tau * math.log(step / (1.0 - level))
+        start, start_level = self.tail_start()
+        if level >= start_level:
+            return start + tau * math.log((1.0 - start_level) / (1.0 - level))
         if level <= step:
             return z[0] + tau * math.log(level / step)
         return float(np.interp(level, np.arange(1, n + 1) * step, z))
@@ -149,7 +168,7 @@ def load_calibration(folder: str | os.PathLike, name: str, generation: str) -> C
     if cal.generation != generation:
         logger.warning("%s belongs to another write of this catalogue (interrupted?); its threshold is used "
                        "as is until the next `index add` or `index build`", path)
-    return cal
+    return Calibration.from_scores(cal.null_scores, cal.far, cal.generation, cal.queries)  # the tail: today's rule
 
 
 @dataclass

@@ -218,6 +218,20 @@ def test_calibration_maps_raw_scores_to_the_null_cdf() -> None:
     assert merge_spans([(3.0, 4.0), (0.0, 1.0), (0.5, 2.0)]) == [(0.0, 2.0), (3.0, 4.0)]
 
 
+def test_the_1_percent_point_rests_on_the_top_tenth_of_the_nulls() -> None:
+    """With 200 nulls the tail starts under their top 10 % (peaks over threshold): over many draws the 1 % point
+    stays near the true one, and it varies less than the quantile read off the two largest scores."""
+    tail_fit, two_largest = [], []
+    for seed in range(200):
+        nulls = np.random.default_rng(seed).exponential(1.0, 200) + 10.0  # true 99th percentile: 10 + ln 100
+        cal = Calibration.from_scores(list(nulls), far=0.01)
+        assert cal.tail_start()[0] < max(nulls) and cal.score(cal.raw_threshold) == pytest.approx(0.99)
+        tail_fit.append(cal.raw_threshold)
+        two_largest.append(float(np.interp(0.99, np.arange(1, 201) / 201, np.sort(nulls))))
+    assert abs(np.mean(tail_fit) - (10.0 + np.log(100.0))) < 0.15
+    assert np.std(tail_fit) < 0.8 * np.std(two_largest)
+
+
 def test_calibration_leaves_out_duplicates_of_other_records(caplog: pytest.LogCaptureFixture) -> None:
     """A leave-one-out query that finds the same music in another record is a duplicate, not a null."""
     from serving.calibration import NullQuery, NullScore, calibrate
