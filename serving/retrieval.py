@@ -122,10 +122,8 @@ class Retriever:
     def _regrid(self, best: list[Verified]) -> None:
         """Average each of ``best``'s peak scores over a second frame grid (:func:`regrid_score`)."""
         for v in best:
-            record = self._record(v.votes.record)
-            if record is not None:
-                score = regrid_score(v.song.wave, v.alignment, record, self.rate, self.catalogue.scale_ratio)
-                v.alignment = replace(v.alignment, score=score)
+            score = regrid_score(v.song.wave, v.alignment, v.record, self.rate, self.catalogue.scale_ratio)
+            v.alignment = replace(v.alignment, score=score)
 
     def search(self, wave: np.ndarray, exclude: tuple[int, int] | None = None) -> Hits | None:
         """Embed the song's windows and find their neighbours (None: no window, or an empty catalogue): the
@@ -197,7 +195,7 @@ class Retriever:
             return None
         i = max(range(len(tried)), key=lambda j: tried[j][0].score)  # the first of equal bests, as before
         occurrence = rv.occurrences[i if i < len(checked) else 0]
-        return Verified(rv, occurrence, *self._refit(*tried[i], record, song), song, rank, checked)
+        return Verified(rv, occurrence, *self._refit(*tried[i], record, song), song, record, rank, checked)
 
     def _refit(self, align: Alignment, span: tuple[float, float], record: np.ndarray,
                song: Song) -> tuple[Alignment, tuple[float, float]]:
@@ -281,12 +279,12 @@ class Retriever:
     def _spans(self, cand: Verified) -> list[tuple[float, float]]:
         """Every occurrence of the matched record that verifies (at least :data:`SPAN_FRACTION` of the best) at
         the best one's speed, within a catalogue scale step: a loop repeats its sample at one speed."""
-        record = self._record(cand.votes.record)
         spans = [cand.span]
         for i, occ in enumerate(cand.votes.occurrences):
-            if occ is cand.occurrence or record is None:
+            if occ is cand.occurrence:
                 continue
-            align, span = cand.checked[i] if i < len(cand.checked) else self._verify_one(occ, record, cand.song)
+            align, span = (cand.checked[i] if i < len(cand.checked)
+                           else self._verify_one(occ, cand.record, cand.song))
             same_speed = abs(np.log(align.speed / cand.alignment.speed)) <= np.log(self.catalogue.scale_ratio)
             if same_speed and align.score >= SPAN_FRACTION * cand.alignment.score:
                 spans.append(span)

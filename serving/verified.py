@@ -34,6 +34,7 @@ class Verified:
     alignment: Alignment
     span: tuple[float, float]  # the verified occurrence in the song (seconds)
     song: Song
+    record: np.ndarray  # [T, BANDS] the record's log spectrogram, read once from the catalogue
     rank: int = 0  # by votes among the song's candidates
     checked: list[tuple[Alignment, tuple[float, float]]] = field(default_factory=list)  # occurrences[:n] verified
     landmark: float = 0.0  # the record's landmark votes (serving.landmarks)
