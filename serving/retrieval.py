@@ -6,9 +6,9 @@ For each song (decoded whole, at the model's rate):
 2. each window's :data:`DEFAULT_K` nearest catalogue windows are found (:mod:`serving.vectors`);
 3. hits vote in (record, time-scale, offset) and runs of consecutive agreeing windows become occurrences
    (:mod:`serving.voting`); the :data:`CANDIDATES` records with the most votes are kept;
-4. each candidate's best occurrences are **verified** against the record's log-frequency spectrogram, which
-   the catalogue stores (:mod:`serving.spectra`; no record audio is read), by matching spectral peaks over a
-   fine grid of speeds and lags (:mod:`serving.verify_align`), the best fit once more on the song part it
+4. each candidate's best occurrences, and the place its landmarks give it, are **verified** against the
+   record's log-frequency spectrogram, which the catalogue stores (:mod:`serving.spectra`; no record audio is
+   read), by matching spectral peaks over a fine grid of speeds and lags (:mod:`serving.verify_align`), the best fit once more on the song part it
    matched; the best peak score, plus the record's landmark votes (:mod:`serving.landmarks`), is the
    candidate's *raw score* (:class:`~serving.verified.Verified`); the :data:`REGRID` best candidates average
    their peak score over a second frame grid (:func:`~serving.verify_align.regrid_score`) and are ranked again;
@@ -64,6 +64,7 @@ SEARCH_RECORD = True  # also verify where the best occurrence's song segment bes
 SPAN_FRACTION = 0.6  # another occurrence is reported when it verifies to this fraction of the best
 PIPELINE_SONGS = 2  # songs decoded and searched ahead of the one being verified
 LANDMARK_CANDIDATES = 5  # the landmark search's best records, verified too when the votes did not name them (NOTES #31)
+LANDMARK_PLACES = 15  # the landmark search's best records given a place: a voted candidate is verified there too (NOTES #37)
 REGRID = 2  # the best candidates whose score is averaged over a second frame grid (NOTES #36)
 
 
@@ -144,7 +145,7 @@ class Retriever:
         left_out = None if exclude is None else next((i for i, r in enumerate(records) if r.id_start == exclude[0]),
                                                      None)  # calibration only: identify scans no records
         return index.search(log_spectrogram(wave, self.rate, RES), len(records), self.rate, left_out,
-                            LANDMARK_CANDIDATES)
+                            max(LANDMARK_PLACES, LANDMARK_CANDIDATES))
 
     def voted(self, wave: np.ndarray, exclude: tuple[int, int] | None = None,
               min_votes: int | None = None) -> tuple[list[RecordVotes], Song | None]:
@@ -159,20 +160,29 @@ class Retriever:
         found = occurrences(hits.song_t, hits.sims, hits.ids, self.catalogue.table, self.catalogue.scales,
                             self.rate, self.hop / self.rate, self.opts.min_votes if min_votes is None else min_votes)
         ranked = by_record(found, max(self.opts.candidates, self.opts.top_k))
-        ranked += self._landmark_candidates(hits, {rv.record for rv in ranked})
+        places = self._landmark_places(hits)
+        ranked += self._landmark_candidates(hits, places, {rv.record for rv in ranked})
         if not ranked:
             return [], None
-        return ranked, Song(hits.song_t, wave, self.rate, log_spectrogram(wave, self.rate))  # one STFT
+        return ranked, Song(hits.song_t, wave, self.rate, log_spectrogram(wave, self.rate), places)  # one STFT
 
-    def _landmark_candidates(self, hits: Hits, voted: set[int]) -> list[RecordVotes]:
-        """The landmark search's best records that the votes did not name, each with one occurrence where its
-        best landmark bin puts it (exact speed; the song windows its triplets span)."""
+    @staticmethod
+    def _landmark_candidates(hits: Hits, places: dict[int, Occurrence], voted: set[int]) -> list[RecordVotes]:
+        """The landmark search's best records that the votes did not name, each with its landmark place as its
+        one occurrence (no votes)."""
         if hits.landmarks is None:
             return []
-        places = [(r, p) for r in hits.landmarks.best(LANDMARK_CANDIDATES)
-                  if r not in voted and (p := hits.landmarks.places.get(r)) is not None]
-        return [placed(r, (p.speed, p.offset_s), (p.song_lo_s, p.song_hi_s), hits.song_t,
-                       self.session.metadata.window_s, self.catalogue.scales) for r, p in places]
+        return [RecordVotes(r, 0, [places[r]]) for r in hits.landmarks.best(LANDMARK_CANDIDATES)
+                if r not in voted and r in places]
+
+    def _landmark_places(self, hits: Hits) -> dict[int, Occurrence]:
+        """Where the landmark search's best records sit: one occurrence each, where the record's best landmark bin
+        puts it (exact speed; the song windows its triplets span)."""
+        if hits.landmarks is None:
+            return {}
+        window_s, scales = self.session.metadata.window_s, self.catalogue.scales
+        return {r: placed(r, (p.speed, p.offset_s), (p.song_lo_s, p.song_hi_s), hits.song_t, window_s,
+                          scales).occurrences[0] for r, p in hits.landmarks.places.items()}
 
     def _record(self, index: int) -> np.ndarray | None:
         """The record's log spectrogram ``[T, BANDS]``, from the catalogue (no record audio is read); None, with
@@ -189,13 +199,17 @@ class Retriever:
         record = self._record(rv.record)
         if record is None:
             return None
-        checked = [self._verify_one(occ, record, song) for occ in rv.occurrences[:VERIFY_OCCURRENCES]]
-        tried = checked + ([self._searched(rv, record, song)] if SEARCH_RECORD and rv.occurrences else [])
+        tried = [(occ, self._verify_one(occ, record, song)) for occ in rv.occurrences[:VERIFY_OCCURRENCES]]
+        checked = [fit for _, fit in tried]
+        if SEARCH_RECORD and rv.occurrences:
+            tried.append((rv.occurrences[0], self._searched(rv, record, song)))
+        landmark = song.landmark_places.get(rv.record)
+        if landmark is not None and rv.votes > 0:  # (a landmark candidate's one occurrence is this place)
+            tried.append((landmark, self._verify_one(landmark, record, song)))
         if not tried:
             return None
-        i = max(range(len(tried)), key=lambda j: tried[j][0].score)  # the first of equal bests, as before
-        occurrence = rv.occurrences[i if i < len(checked) else 0]
-        return Verified(rv, occurrence, *self._refit(*tried[i], record, song), song, record, rank, checked)
+        occurrence, fit = max(tried, key=lambda t: t[1][0].score)  # the first of equal bests
+        return Verified(rv, occurrence, *self._refit(*fit, record, song), song, record, rank, checked)
 
     def _refit(self, align: Alignment, span: tuple[float, float], record: np.ndarray,
                song: Song) -> tuple[Alignment, tuple[float, float]]:

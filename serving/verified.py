@@ -59,6 +59,7 @@ class Song:
     wave: np.ndarray  # [S] the decoded song
     rate: int
     spec: np.ndarray  # [T, B] log-frequency spectrogram of the whole song
+    landmark_places: dict[int, Occurrence] = field(default_factory=dict)  # record -> where its landmarks put it
     _peaks: dict[tuple[int, int], SongPeaks] = field(default_factory=dict)
 
     @property

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from serving import retrieval
 from serving.calibration import DUPLICATE_SCORE, DUPLICATE_VOTES, Calibration
 from serving.catalogue import Catalogue
 from serving.cli import main
@@ -89,6 +91,26 @@ def test_landmarks_name_a_record_that_no_vote_names(setup: tuple[Path, Path], tm
     assert found and catalogue.meta.records[found[0].votes.record].name == "gamma"
     assert found[0].votes.votes == 0 and found[0].landmark > 0  # named by the landmarks, not by votes
     assert abs(np.log(found[0].alignment.speed / 1.05)) < 0.03
+
+
+def test_a_voted_record_is_verified_where_its_landmarks_place_it_too(setup: tuple[Path, Path],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Votes that name the sampled record at the wrong place (every occurrence moved 4 s, the whole-record search
+    off): the record is still verified at its landmark place, and that fit is the one kept."""
+    model, cat = setup
+    song = song_from(synth_record(3), 2.0, 7.0, 1.05, [1.0], 9.0, gain=0.5, noise=0.01)
+    voted = retrieval.occurrences
+    monkeypatch.setattr(retrieval, "occurrences", lambda *a, **k: [replace(o, offset_s=o.offset_s + 4.0)
+                                                                    for o in voted(*a, **k)])
+    monkeypatch.setattr(retrieval, "SEARCH_RECORD", False)
+    session = ModelSession(str(model), SessionOptions(backend="ort"))
+    catalogue = Catalogue.open(cat, session.metadata)
+    best = Retriever(session, catalogue).candidates(song)[0]
+    assert catalogue.meta.records[best.votes.record].name == "gamma" and best.votes.votes > 0
+    assert best.occurrence is best.song.landmark_places[best.votes.record]
+    assert all(fit.score < best.alignment.score for fit, _ in best.checked)  # the moved votes verify worse
+    speed, offset = best.alignment.speed, best.alignment.offset_s
+    assert abs(speed * (best.span[0] + offset) - 2.0) < SPAN_TOL and abs(np.log(speed / 1.05)) < 0.03
 
 
 def test_the_pipeline_answers_in_order_as_one_song_at_a_time(setup: tuple[Path, Path], tmp_path: Path) -> None:
