@@ -8,10 +8,11 @@ For each song (decoded whole, at the model's rate):
    (:mod:`serving.voting`); the :data:`CANDIDATES` records with the most votes are kept;
 4. each candidate's best occurrences, and the place its landmarks give it, are **verified** against the
    record's log-frequency spectrogram, which the catalogue stores (:mod:`serving.spectra`; no record audio is
-   read), by matching spectral peaks over a fine grid of speeds and lags (:mod:`serving.verify_align`), the best fit once more on the song part it
-   matched; the best peak score, plus the record's landmark votes (:mod:`serving.landmarks`), is the
-   candidate's *raw score* (:class:`~serving.verified.Verified`); the :data:`REGRID` best candidates average
-   their peak score over a second frame grid (:func:`~serving.verify_align.regrid_score`) and are ranked again;
+   read), by matching spectral peaks over a fine grid of speeds and lags (:mod:`serving.verify_align`), the
+   best fit once more on the song part it matched; the best peak score, plus the record's landmark votes
+   (:mod:`serving.landmarks`), is the candidate's *raw score* (:class:`~serving.verified.Verified`); the
+   :data:`REGRID` best candidates average their peak score over a second frame grid
+   (:func:`~serving.verify_align.regrid_score`) and are ranked again;
 5. the raw score is mapped to the **calibrated score** ``F(raw)`` in [0, 1], the null CDF measured when the
    catalogue was built (:mod:`serving.calibration`): the fraction of songs that sample nothing in the
    catalogue which would score lower. A match needs ``F(raw) >= 1 - FAR`` (FAR 1 % by default, ``--far``), or
@@ -181,8 +182,8 @@ class Retriever:
         if hits.landmarks is None:
             return {}
         window_s, scales = self.session.metadata.window_s, self.catalogue.scales
-        return {r: placed(r, (p.speed, p.offset_s), (p.song_lo_s, p.song_hi_s), hits.song_t, window_s,
-                          scales).occurrences[0] for r, p in hits.landmarks.places.items()}
+        return {r: placed(r, (p.speed, p.offset_s), (p.song_lo_s, p.song_hi_s), hits.song_t, window_s, scales)
+                for r, p in hits.landmarks.places.items()}
 
     def _record(self, index: int) -> np.ndarray | None:
         """The record's log spectrogram ``[T, BANDS]``, from the catalogue (no record audio is read); None, with
@@ -204,7 +205,7 @@ class Retriever:
         if SEARCH_RECORD and rv.occurrences:
             tried.append((rv.occurrences[0], self._searched(rv, record, song)))
         landmark = song.landmark_places.get(rv.record)
-        if landmark is not None and rv.votes > 0:  # (a landmark candidate's one occurrence is this place)
+        if landmark is not None and all(landmark is not occ for occ, _ in tried):  # each place verified once
             tried.append((landmark, self._verify_one(landmark, record, song)))
         if not tried:
             return None

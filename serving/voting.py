@@ -152,12 +152,12 @@ def by_record(found: list[Occurrence], candidates: int) -> list[RecordVotes]:
 
 
 def placed(record: int, place: tuple[float, float], span: tuple[float, float], song_t: np.ndarray, window_s: float,
-           scales: np.ndarray) -> RecordVotes:
-    """A candidate that another source placed (speed, offset) over the song span ``(lo, hi)`` seconds: one
+           scales: np.ndarray) -> Occurrence:
+    """Where another source placed ``record`` (speed, offset) over the song span ``(lo, hi)`` seconds: an
     occurrence over the song windows that overlap the span (the nearest one when none does), at that exact speed
     and the catalogue scale nearest to it."""
     (speed, offset), (lo, hi) = place, span
     inside = (song_t <= hi) & (song_t + window_s >= lo)  # [m]
     windows = np.flatnonzero(inside) if inside.any() else np.array([int(np.argmin(np.abs(song_t - lo)))])
     scale = int(np.argmin(np.abs(np.log(scales / speed))))
-    return RecordVotes(record, 0, [Occurrence(record, scale, offset, windows, speed)])
+    return Occurrence(record, scale, offset, windows, speed)
