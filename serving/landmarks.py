@@ -54,6 +54,7 @@ SPEED_BIN = 0.06  # log speed
 OFFSET_BIN_S = 0.25
 BLOCK_S = 4.0
 CROWDED = 25.0
+CHANCE_RANKS = (2, 6)  # the records ranked 2nd to 6th by votes give a song's chance level (NOTES #38)
 MAX_HOURS = 25.0  # records a catalogue keeps landmarks for (about 330 MB)
 _DF_SPAN = 2 * MAX_DF + 1  # (an upper bound of the steps)
 _ANCHOR_BINS = RES.bands // ANCHOR_BANDS + 1
@@ -81,6 +82,13 @@ class LandmarkVotes:
         """The ``n`` records with the most votes (none with no vote), most first."""
         order = np.argsort(-self.counts, kind="stable")[:n]
         return [int(r) for r in order if self.counts[r] > 0]
+
+    def chance(self) -> float:
+        """The song's chance level in square-root votes: the median square root of the counts of the records
+        ranked :data:`CHANCE_RANKS` (0 with one record). Every record that shares no music with the song still
+        wins a few votes, more in a large catalogue of long records (bench/NOTES.md #36, #38)."""
+        ranked = np.sort(self.counts)[::-1][CHANCE_RANKS[0] - 1:CHANCE_RANKS[1]]
+        return float(np.median(np.sqrt(ranked))) if ranked.size else 0.0
 
 
 def peaks(spec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -114,8 +114,9 @@ class Retriever:
         ranked, song = self.vote(wave, hits, min_votes)
         verified = [v for rank, rv in enumerate(ranked) if (v := self._verify(rv, song, rank)) is not None]
         if hits is not None and hits.landmarks is not None:
+            chance = hits.landmarks.chance()
             for v in verified:
-                v.landmark = float(hits.landmarks.counts[v.votes.record])
+                v.landmark, v.chance = float(hits.landmarks.counts[v.votes.record]), chance
         verified.sort(key=lambda v: -v.raw)
         self._regrid(verified[:REGRID])
         verified.sort(key=lambda v: -v.raw)

@@ -11,7 +11,7 @@ from serving.verify_align import NO_SCORE, Alignment, SongPeaks
 from serving.voting import Occurrence, RecordVotes
 
 RANK_PENALTY = 0.0  # (z: none helps, NOTES #25) raw score = peak score - this x the candidate's rank by votes (0 = most votes)
-LANDMARK_WEIGHT = 3.0  # raw score = peak z-score + this x sqrt(the record's landmark votes) (NOTES #31)
+LANDMARK_WEIGHT = 3.0  # raw score = peak z-score + this x sqrt(the record's landmark votes) above chance (NOTES #31, #38)
 
 
 @dataclass
@@ -38,17 +38,21 @@ class Verified:
     rank: int = 0  # by votes among the song's candidates
     checked: list[tuple[Alignment, tuple[float, float]]] = field(default_factory=list)  # occurrences[:n] verified
     landmark: float = 0.0  # the record's landmark votes (serving.landmarks)
+    chance: float = 0.0  # the song's chance level of landmark votes, in square-root votes (LandmarkVotes.chance)
 
     @property
     def raw(self) -> float:
-        """The verification score, plus :data:`LANDMARK_WEIGHT` x the square root of the record's landmark votes,
-        less :data:`RANK_PENALTY` per place behind the most-voted candidate. The peaks verified on the coarse
-        spectrogram and the triplets counted on the fine one are separate evidence: on dev-plus the fused score
-        ranks the true record first more often than either, and weight 1-4 rank alike while 3 separates true
-        records from null queries best (bench/NOTES.md #31)."""
+        """The verification score, plus :data:`LANDMARK_WEIGHT` x how far the square root of the record's landmark
+        votes stands above the song's chance level (none below it), less :data:`RANK_PENALTY` per place behind the
+        most-voted candidate. The peaks verified on the coarse spectrogram and the triplets counted on the fine
+        one are separate evidence: on dev-plus the fused score ranks the true record first more often than
+        either, and weight 1-4 rank alike while 3 separates true records from null queries best
+        (bench/NOTES.md #31). Votes at chance level carry no evidence: counted whole, they let long records of a
+        large catalogue outscore the sampled one (#36, #38)."""
         if self.alignment.score <= NO_SCORE:
             return NO_SCORE
-        return self.alignment.score + LANDMARK_WEIGHT * float(np.sqrt(self.landmark)) - RANK_PENALTY * self.rank
+        above = max(float(np.sqrt(self.landmark)) - self.chance, 0.0)
+        return self.alignment.score + LANDMARK_WEIGHT * above - RANK_PENALTY * self.rank
 
 
 @dataclass

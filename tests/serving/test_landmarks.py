@@ -9,7 +9,7 @@ import pytest
 import soxr
 
 from serving.catalogue_format import CatalogueError
-from serving.landmarks import RES, LandmarkIndex
+from serving.landmarks import RES, LandmarkIndex, LandmarkVotes
 from serving.verify_align import log_spectrogram
 from tests.serving.retrieval_helpers import song_from, synth_record
 
@@ -74,6 +74,19 @@ def test_an_excluded_record_gets_no_vote(records: list[np.ndarray], index: Landm
     song = song_from(records[0], 3.0, 9.0, 1.0, [1.0], 10.0)
     votes = index.search(_spec(song), len(records), RATE, exclude=0)
     assert votes.counts[0] == 0 and 0 not in votes.places
+
+
+def test_the_chance_level_is_the_median_of_the_runners_up() -> None:
+    """Records ranked 2nd to 6th, in square-root votes: the best may be the sampled record, and one more may be
+    sampled too."""
+    assert LandmarkVotes(np.array([30.0, 0.0, 9.0, 9.0, 4.0, 4.0, 1.0]), {}).chance() == 2.0
+    assert LandmarkVotes(np.array([30.0, 16.0]), {}).chance() == 4.0
+    assert LandmarkVotes(np.array([30.0]), {}).chance() == 0.0  # one record: no runner-up to learn chance from
+
+
+def test_a_sampled_record_stands_far_above_the_chance_level(records: list[np.ndarray], index: LandmarkIndex) -> None:
+    votes = index.search(_spec(song_from(records[3], 4.0, 10.0, 1.06, [1.0, 8.0], 16.0, noise=0.02)), len(records), RATE)
+    assert votes.best(1) == [3] and np.sqrt(votes.counts[3]) > 2 * votes.chance()
 
 
 def test_silence_votes_for_nothing(index: LandmarkIndex) -> None:
