@@ -2,11 +2,13 @@
 # The filler bar's distractor records: whole tracks of Debian game-music packages that no benchmark song samples.
 #
 #   usage: bench/accuracy/fetch_filler.sh DIR > DIR/files.txt
-#   then:  .venv/bin/python -m bench.accuracy.filler --sources DIR/files.txt --out FILLER
+#   then:  .venv/bin/python -m bench.accuracy.filler --sources DIR/files.txt --out FILLER \
+#              --exclude-copies-of BENCH_SOURCES_DIR
 #
 # ../shared/bench/fetch_sources.sh filler has 7 packages and 56 tracks, too few for the bar's >= 300 records.
 # With 18 more packages the list gives 306 tracks of >= 30 s (18.1 h, median 2.6 min; measured 2026-12-03 on
-# bookworm). None of them is in dev or dev-plus (supertux, hedgewars, hyperrogue, extremetuxracer). Needs apt
+# bookworm). None of these packages is in dev or dev-plus (supertux, hedgewars, hyperrogue, extremetuxracer), but
+# supertuxkart-data ships one of supertux's tracks byte for byte: --exclude-copies-of drops it. Needs apt
 # (root, or a readable cache).
 # Prints the audio files (.ogg .opus .mp3 .flac .wav) of >= MIN_S seconds (default 30: shorter files are sound
 # effects), one per line.

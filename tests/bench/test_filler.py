@@ -32,3 +32,22 @@ def test_the_command_writes_whole_tracks_and_skips_a_bad_file(tmp_path) -> None:
     assert [r["sample"] for r in rows] == ["filler000_0"]
     info = sf.info(rows[0]["record_path"])
     assert (info.samplerate, info.frames) == (SAMPLE_RATE, 5 * SAMPLE_RATE)
+
+
+def test_a_copy_of_a_benchmark_source_is_not_filler(tmp_path) -> None:
+    """Debian packages share files (supertuxkart ships supertux's music): a copy would be the sampled record
+    itself, indexed twice."""
+    bench_sources = tmp_path / "src" / "supertux-data"
+    bench_sources.mkdir(parents=True)
+    wave = 0.1 * np.sin(np.arange(3 * 44100) / 20.0)
+    sf.write(str(bench_sources / "theme.wav"), wave, 44100)
+    copy, other = tmp_path / "kart_theme.wav", tmp_path / "other.wav"
+    copy.write_bytes((bench_sources / "theme.wav").read_bytes())
+    sf.write(str(other), 0.1 * np.sin(np.arange(3 * 44100) / 30.0), 44100)
+    sources = tmp_path / "files.txt"
+    sources.write_text(f"{copy}\n{other}\n")
+    result = CliRunner().invoke(main, ["--sources", str(sources), "--out", str(tmp_path / "out"),
+                                       "--exclude-copies-of", str(tmp_path / "src")])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "out" / "filler.csv").read_text(encoding="utf-8").splitlines()))
+    assert [r["sample"] for r in rows] == ["filler001_0"]  # the copy (line 0) is skipped, numbering kept
