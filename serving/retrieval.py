@@ -114,9 +114,8 @@ class Retriever:
         ranked, song = self.vote(wave, hits, min_votes)
         verified = [v for rank, rv in enumerate(ranked) if (v := self._verify(rv, song, rank)) is not None]
         if hits is not None and hits.landmarks is not None:
-            chance = hits.landmarks.chance()
             for v in verified:
-                v.landmark, v.chance = float(hits.landmarks.counts[v.votes.record]), chance
+                v.landmark = float(hits.landmarks.counts[v.votes.record])
         verified.sort(key=lambda v: -v.raw)
         self._regrid(verified[:REGRID])
         verified.sort(key=lambda v: -v.raw)
@@ -166,7 +165,8 @@ class Retriever:
         ranked += self._landmark_candidates(hits, places, {rv.record for rv in ranked})
         if not ranked:
             return [], None
-        return ranked, Song(hits.song_t, wave, self.rate, log_spectrogram(wave, self.rate), places)  # one STFT
+        chance = 0.0 if hits.landmarks is None else hits.landmarks.chance()
+        return ranked, Song(hits.song_t, wave, self.rate, log_spectrogram(wave, self.rate), places, chance)  # one STFT
 
     @staticmethod
     def _landmark_candidates(hits: Hits, places: dict[int, Occurrence], voted: set[int]) -> list[RecordVotes]:

@@ -38,7 +38,6 @@ class Verified:
     rank: int = 0  # by votes among the song's candidates
     checked: list[tuple[Alignment, tuple[float, float]]] = field(default_factory=list)  # occurrences[:n] verified
     landmark: float = 0.0  # the record's landmark votes (serving.landmarks)
-    chance: float = 0.0  # the song's chance level of landmark votes, in square-root votes (LandmarkVotes.chance)
 
     @property
     def raw(self) -> float:
@@ -51,7 +50,7 @@ class Verified:
         large catalogue outscore the sampled one (#36, #38)."""
         if self.alignment.score <= NO_SCORE:
             return NO_SCORE
-        above = max(float(np.sqrt(self.landmark)) - self.chance, 0.0)
+        above = max(float(np.sqrt(self.landmark)) - self.song.landmark_chance, 0.0)
         return self.alignment.score + LANDMARK_WEIGHT * above - RANK_PENALTY * self.rank
 
 
@@ -64,6 +63,7 @@ class Song:
     rate: int
     spec: np.ndarray  # [T, B] log-frequency spectrogram of the whole song
     landmark_places: dict[int, Occurrence] = field(default_factory=dict)  # record -> where its landmarks put it
+    landmark_chance: float = 0.0  # landmark votes' chance level, in square-root votes (LandmarkVotes.chance)
     _peaks: dict[tuple[int, int], SongPeaks] = field(default_factory=dict)
 
     @property

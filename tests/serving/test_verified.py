@@ -11,9 +11,9 @@ from serving.voting import Occurrence, RecordVotes
 
 def _candidate(z: float, votes: float, chance: float) -> Verified:
     occurrence = Occurrence(0, 0, 0.0, np.arange(3))
-    song = Song(np.zeros(3), np.zeros(16000, np.float32), 16000, np.zeros((10, 4)))
+    song = Song(np.zeros(3), np.zeros(16000, np.float32), 16000, np.zeros((10, 4)), landmark_chance=chance)
     return Verified(RecordVotes(0, 3, [occurrence]), occurrence, Alignment(z, 1.0, 0.0), (0.0, 1.0), song,
-                    np.zeros((10, 4)), landmark=votes, chance=chance)
+                    np.zeros((10, 4)), landmark=votes)
 
 
 def test_votes_at_or_below_the_chance_level_add_nothing() -> None:
