@@ -11,10 +11,11 @@ signal itself, with a cost that depends on the song segment only, never on the c
 3. each hypothesis maps the points into the song: a time-scale from a fine grid around ``s`` (one catalogue
    scale step either way, finer for longer segments so that a speed error drifts less than
    :data:`TOLERANCE_FRAMES` over the segment) with the bands shifted as a turntable does, the same
-   time-scales with the bands unshifted (**tempo-only**), and the voted time-scale with the bands shifted by
-   :data:`PITCH_SEMITONES` semitones (**pitch-only**); each is slid over the song by up to
-   :data:`MAX_LAG_FRAMES` frames. Mapping points costs a lookup per point, and a peak's cells over every lag
-   are one slice of the song's band, so all hypotheses and lags are scored in a few array operations;
+   time-scales with the bands unshifted (**tempo-only**), and the voted time-scale and the record's own
+   tempo with the bands shifted by :data:`PITCH_SEMITONES` semitones (**pitch-only**); each is slid over the
+   song by up to :data:`MAX_LAG_FRAMES` frames. Mapping points costs a lookup per point, and a peak's cells
+   over every lag are one slice of the song's band, so all hypotheses and lags are scored in a few array
+   operations;
 4. the score is a **spectral-peak constellation** match (the idea of audfprint and Panako, without hashing):
    the record's peaks that the song also has within :data:`TOLERANCE_FRAMES` frame and
    :data:`TOLERANCE_BANDS` band, beyond the number that chance finds at the song's local peak density
@@ -55,6 +56,7 @@ TRIM_ROUNDS = 3
 MIN_FRAMES = 4
 NO_SCORE = -1.0
 PITCH_SEMITONES = (-3, -2, -1, 1, 2, 3)  # pitch-only hypotheses (the producer chain's +-3 semitones)
+SAME_SPEED = 1e-3  # log time-scale under which a voted speed is the record's own tempo
 PEAK_FRAMES, PEAK_BANDS = 3, 2  # a peak is the maximum of its (2 * 3 + 1) frames x (2 * 2 + 1) bands
 TOLERANCE_FRAMES, TOLERANCE_BANDS = 1, 1  # a record peak is found when the song has one within +-1 frame and band
 MIN_VERIFY_S = 3.0  # a song segment is verified over at least this long (an occurrence, a fit's matched part)
@@ -193,10 +195,15 @@ class Hypotheses:
     @classmethod
     def families(cls, fines: np.ndarray, speed: float, ratio: float) -> Hypotheses:
         """Turntable and tempo-only at each time-scale of ``fines`` ``[F]``, and pitch-only
-        (:data:`PITCH_SEMITONES`) at ``speed``; bands ``ratio`` apart."""
+        (:data:`PITCH_SEMITONES`) at ``speed`` and, when ``speed`` is not 1, at 1 too; bands ``ratio`` apart.
+
+        A pitch-only shift keeps the tempo, but the windows of a record resampled to the song's pitch can win its
+        votes at a turntable scale: the pitch-only shifts at the record's own tempo are tried whatever the vote
+        (bench/NOTES.md #39)."""
         shifted = 2.0 ** (np.array(PITCH_SEMITONES) / 12)  # [P] pitch-only ratios
-        scale = np.concatenate([fines, fines, np.full(len(shifted), speed)])
-        pitch = np.concatenate([fines, np.ones_like(fines), shifted])
+        tempos = [speed] if abs(np.log(speed)) < SAME_SPEED else [speed, 1.0]
+        scale = np.concatenate([fines, fines, np.repeat(tempos, len(shifted))])  # [2F + P x tempos]
+        pitch = np.concatenate([fines, np.ones_like(fines), np.tile(shifted, len(tempos))])
         return cls(scale, np.log(pitch) / np.log(ratio))
 
 

@@ -228,6 +228,26 @@ def test_verification_holds_under_tempo_only_and_pitch_only_changes(kind: str) -
     assert align.score > 15 and align.speed == pytest.approx(speed, abs=0.03)
 
 
+def test_a_pitch_only_shift_verifies_when_the_vote_came_at_the_turntable_speed() -> None:
+    """Two semitones up at the same tempo, voted at the turntable speed of two semitones (the record's windows
+    resampled to the song's pitch won the votes): the pitch-only shifts at the record's own tempo find it (z 19.4
+    at speed 1.0; without them the best fit is z 10.8 at speed 1.04; another record 8.1 either way)."""
+    from training.data.augment import change_speed, time_stretch
+
+    record = synth_record(3)
+    piece = record[int(2.0 * RATE):int(7.0 * RATE)]
+    moved = time_stretch(change_speed(piece, 2 ** (2 / 12)), 2 ** (-2 / 12))
+    song = np.concatenate([np.zeros(RATE, np.float32), moved.astype(np.float32), np.zeros(RATE, np.float32)])
+    spec = log_spectrogram(song, RATE)
+    frames = int((1.0 + 3.0) * RATE / 256)
+    mid = (70 + frames) / 2 * 256 / RATE
+    turntable = 2 ** (2 / 12)
+    offset = (2.0 + mid - 1.0) / turntable - mid  # the vote's record time at the segment's centre is right
+    align = verify(spec[70:frames], 70 * 256 / RATE, log_spectrogram(record, RATE), RATE, offset, turntable, 1.12)
+    assert align.score > 15 and align.speed == pytest.approx(1.0, abs=0.01)
+    assert align.speed * (mid + align.offset_s) == pytest.approx(2.0 + mid - 1.0, abs=0.05)
+
+
 def test_calibration_maps_raw_scores_to_the_null_cdf() -> None:
     cal = Calibration.from_scores([0.1, 0.2, 0.3, 0.35, 0.4] * 4, far=0.01)
     assert cal.threshold == 0.99 and cal.raw_threshold > 0.4  # 1 % lies beyond the 20 null scores
