@@ -99,7 +99,12 @@ def test_auto_session_follows_flags_with_one_line(fake_model: Path, monkeypatch:
                                                   caplog: pytest.LogCaptureFixture, flags: frozenset,
                                                   backend: str) -> None:
     pytest.importorskip("openvino")
+    from serving.backends import openvino as ovb
+
     monkeypatch.setattr(session_mod, "cpu_flags", lambda: flags)
+    # OpenVINO's plugin reads the same CPU: a faked AMX machine lists BF16 there too (on a real CPU without it, the
+    # plugin compiles a bf16 hint at f32)
+    monkeypatch.setattr(ovb, "capabilities", lambda: frozenset({"FP32", "INT8", "BF16"} if AMX <= flags else {"FP32"}))
     caplog.set_level(logging.INFO, logger="serving.session")
     sess = ModelSession(fake_model, SessionOptions(device="cpu", backend="auto"))
     lines = _log_lines(caplog)
