@@ -204,12 +204,10 @@ def test_a_long_segment_between_grid_speeds_still_verifies() -> None:
     assert other.score < 8  # dev-plus: the best wrong candidate's 99th percentile is 8.2 (NOTES #25)
 
 
-@pytest.mark.parametrize("kind", ["tempo", "pitch"])
-def test_verification_holds_under_tempo_only_and_pitch_only_changes(kind: str) -> None:
-    """A tempo change that keeps the pitch, or a pitch shift that keeps the tempo, still verifies strongly
-    (z 19.5 and 21.7 with the tempo-only and pitch-only hypotheses, another record 6.2 and 5.7; with the lift,
-    0.67 and 0.75, and 0.67 and 0.41 with turntable speeds alone, whose +-1 band tolerance absorbs the 8 %
-    tempo change)."""
+def _moved_song(kind: str) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """The record (synth 3), and the log spectrogram of a song holding its 2-7 s piece from 1 s, either 8 % faster
+    at the same pitch (``tempo``) or two semitones up at the same tempo (``pitch``); the last frame of the song's
+    first 4 s, and the true time-scale."""
     from training.data.augment import (  # numpy + soxr; tests may use training's tools
         change_speed,
         time_stretch,
@@ -222,8 +220,16 @@ def test_verification_holds_under_tempo_only_and_pitch_only_changes(kind: str) -
     else:  # two semitones up, same tempo
         moved, speed = time_stretch(change_speed(piece, 2 ** (2 / 12)), 2 ** (-2 / 12)), 1.0
     song = np.concatenate([np.zeros(RATE, np.float32), moved.astype(np.float32), np.zeros(RATE, np.float32)])
-    spec = log_spectrogram(song, RATE)
-    frames = int((1.0 + 3.0) * RATE / 256)
+    return record, log_spectrogram(song, RATE), int((1.0 + 3.0) * RATE / 256), speed
+
+
+@pytest.mark.parametrize("kind", ["tempo", "pitch"])
+def test_verification_holds_under_tempo_only_and_pitch_only_changes(kind: str) -> None:
+    """A tempo change that keeps the pitch, or a pitch shift that keeps the tempo, still verifies strongly
+    (z 19.5 and 21.7 with the tempo-only and pitch-only hypotheses, another record 6.2 and 5.7; with the lift,
+    0.67 and 0.75, and 0.67 and 0.41 with turntable speeds alone, whose +-1 band tolerance absorbs the 8 %
+    tempo change)."""
+    record, spec, frames, speed = _moved_song(kind)
     align = verify(spec[70:frames], 70 * 256 / RATE, log_spectrogram(record, RATE), RATE, 2.0 / speed - 1.0, speed, 1.12)
     assert align.score > 15 and align.speed == pytest.approx(speed, abs=0.03)
 
@@ -232,14 +238,7 @@ def test_a_pitch_only_shift_verifies_when_the_vote_came_at_the_turntable_speed()
     """Two semitones up at the same tempo, voted at the turntable speed of two semitones (the record's windows
     resampled to the song's pitch won the votes): the pitch-only shifts at the record's own tempo find it (z 19.4
     at speed 1.0; without them the best fit is z 10.8 at speed 1.04; another record 8.1 either way)."""
-    from training.data.augment import change_speed, time_stretch
-
-    record = synth_record(3)
-    piece = record[int(2.0 * RATE):int(7.0 * RATE)]
-    moved = time_stretch(change_speed(piece, 2 ** (2 / 12)), 2 ** (-2 / 12))
-    song = np.concatenate([np.zeros(RATE, np.float32), moved.astype(np.float32), np.zeros(RATE, np.float32)])
-    spec = log_spectrogram(song, RATE)
-    frames = int((1.0 + 3.0) * RATE / 256)
+    record, spec, frames, _ = _moved_song("pitch")
     mid = (70 + frames) / 2 * 256 / RATE
     turntable = 2 ** (2 / 12)
     offset = (2.0 + mid - 1.0) / turntable - mid  # the vote's record time at the segment's centre is right
