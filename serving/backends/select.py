@@ -24,8 +24,11 @@ from it, not measured on such a CPU).
    1.05 s/clip, tiny 1.5x ORT fp32, probs within 3e-6 of ORT (the Intel Xeon of NOTES #18; on the Zen 5 above
    at ``--precision fp32`` ORT was faster, 0.80 vs 1.30 s/clip). ``avx512_fp16`` / ``amx_fp16`` never pick fp16 automatically (bf16 was faster here, and fp16's
    5 exponent bits leave less headroom); ``--precision fp16`` forces it.
-7. Anything else (AVX2 and older) -> ORT as exported: the parity-tested reference, unmeasured against
-   OpenVINO on such CPUs.
+7. A float export at ``auto`` or ``fp32`` on an AVX2 + FMA CPU without AVX-512 -> OpenVINO f32. On a 2-core
+   AMD EPYC Zen 1 (family 23 model 1, AVX2 only; bench/NOTES.md #41): the retrieval encoder (tiny, 2 s windows)
+   116.1 vs 93.3 clips/s for ORT fp32 (batch 32, synthetic), 111.7-112.9 vs 92.5-97.5 through ``ast-serve bench
+   --files`` over 60 real songs (decoding included); AST-base 0.233-0.240 vs 0.219-0.228 clips/s at batch 1 and 8.
+8. Anything else (no AVX2) -> ORT as exported: the parity-tested reference.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ CPUINFO = "/proc/cpuinfo"
 AMX_BF16 = frozenset({"amx_bf16", "amx_tile"})
 VNNI = ("avx512_vnni", "avx_vnni")
 AVX512 = "avx512f"
+AVX2_FMA = frozenset({"avx2", "fma"})
 AVX512_BF16 = "avx512_bf16"
 AVX512_VNNI = "avx512_vnni"
 AMD = "AuthenticAMD"
@@ -121,4 +125,7 @@ def choose_cpu(flags: frozenset[str], artifact: str, requested: str, openvino: b
     if AVX512 in flags:
         why = "AVX-512 without AMX-BF16" if requested == "auto" else f"--precision {requested}, AVX-512"
         return Choice("openvino", "fp32", f"{why}: OpenVINO f32 is faster than ORT fp32")
-    return Choice("ort", requested, "no AVX-512: ORT as exported, the reference path")
+    if AVX2_FMA <= flags:
+        why = "AVX2 without AVX-512" if requested == "auto" else f"--precision {requested}, AVX2"
+        return Choice("openvino", "fp32", f"{why}: OpenVINO f32 is faster than ORT fp32")
+    return Choice("ort", requested, "no AVX2: ORT as exported, the reference path")

@@ -21,6 +21,7 @@ from tests.tolerances import ORT_EMBED_MAX_ABS, ORT_PROBS_MAX_ABS, VARIANT_TOP1_
 AMX = frozenset({"avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8", "avx512_fp16"})
 AVX512_BF16 = frozenset({"avx512f", "avx512_bf16", "avx512_vnni"})
 AVX2 = frozenset({"avx2", "fma"})
+OLD = frozenset({"sse4_2", "avx"})
 BF16_PROBS_MAX_ABS = 2e-2  # bf16 keeps 8 mantissa bits: ~0.4 % per value
 
 
@@ -43,8 +44,9 @@ def _one_line(err: pytest.ExceptionInfo) -> str:
         (AMX, "fp32", "auto", True, ("openvino", "bf16")),
         (AMX, "fp32", "auto", False, ("ort", "auto")),  # no openvino: ORT as exported
         (AVX512_BF16, "fp32", "auto", True, ("openvino", "fp32")),  # Intel bf16 without AMX: slower than fp32
-        (AVX2, "fp32", "auto", True, ("ort", "auto")),
-        (AVX2, "fp32", "fp32", True, ("ort", "fp32")),
+        (AVX2, "fp32", "auto", True, ("openvino", "fp32")),  # Zen 1: OpenVINO f32 ahead of ORT (NOTES #41)
+        (AVX2, "fp32", "fp32", True, ("openvino", "fp32")),
+        (OLD, "fp32", "auto", True, ("ort", "auto")),  # no AVX2: the reference path
         (frozenset(), "fp32", "auto", True, ("ort", "auto")),
         (AMX, "int8", "auto", True, ("openvino", "int8")),  # int8 exports: OpenVINO on AVX512-VNNI
         (AVX2, "int8", "auto", True, ("ort", "int8")),  # ... ORT elsewhere
@@ -68,7 +70,8 @@ def test_amd_with_avx512_bf16_picks_openvino_bf16() -> None:
     assert (amd.backend, amd.precision) == ("openvino", "bf16") and "AMD" in amd.reason
     assert choose_cpu(AVX512_BF16, "fp32", "fp32", True, "AuthenticAMD").precision == "fp32"
     assert choose_cpu(AVX512_BF16, "fp32", "auto", True, "GenuineIntel").precision == "fp32"
-    assert choose_cpu(AVX2, "fp32", "auto", True, "AuthenticAMD").backend == "ort"  # Zen 3: no AVX-512
+    zen3 = choose_cpu(AVX2, "fp32", "auto", True, "AuthenticAMD")  # no AVX-512: f32
+    assert (zen3.backend, zen3.precision) == ("openvino", "fp32")
 
 
 def test_cpu_vendor_parsing(tmp_path: Path) -> None:
@@ -94,7 +97,7 @@ def _log_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "serving.session"]
 
 
-@pytest.mark.parametrize(("flags", "backend"), [(AMX, "openvino"), (AVX2, "ort")])
+@pytest.mark.parametrize(("flags", "backend"), [(AMX, "openvino"), (AVX2, "openvino"), (OLD, "ort")])
 def test_auto_session_follows_flags_with_one_line(fake_model: Path, monkeypatch: pytest.MonkeyPatch,
                                                   caplog: pytest.LogCaptureFixture, flags: frozenset,
                                                   backend: str) -> None:
