@@ -73,7 +73,7 @@ CONFIG_OPTIONS = (
                  "Fingerprint: weight of the auxiliary cross-entropy on the record labels."),
     ConfigOption("--pairs", "pairs", click.IntRange(min=2), "Fingerprint: positive pairs per step."),
     ConfigOption("--budget-minutes", "budget_minutes", click.FloatRange(min=0),
-                 "Fingerprint: training time budget (0 = clamp(0.9 x records, 5, 55) minutes)."),
+                 "Fingerprint: training time budget in minutes (0 = scaled with the catalogue's audio length)."),
     ConfigOption("--fp-dim", "fp_dim", click.IntRange(min=1), "Fingerprint: embedding width."),
     ConfigOption("--fp-frames", "fp_frames", click.IntRange(min=16), "Fingerprint: frames per window (200 = 2 s)."),
     ConfigOption("--amp", "amp", click.Choice(AMPS),

@@ -67,7 +67,7 @@ class TrainConfig:
     tau: float = 0.07  # NT-Xent temperature
     ce_weight: float = 0.5  # auxiliary cross-entropy on the record labels (keeps `probs` a classifier)
     pairs: int = 48  # positive pairs per step (2 x pairs views)
-    budget_minutes: float = 0.0  # training time budget; 0 = clamp(0.9 x records, 5, 55) minutes
+    budget_minutes: float = 0.0  # 0 = scaled with the catalogue audio: fingerprint.budget_seconds
     fp_dim: int = 128  # the exported embedding's width (ASTConfig.fp_dim)
     fp_frames: int = 200  # frames per window (ASTConfig.target_frames): 2 s
     amp: str = "auto"  # auto (bf16 on CUDA and on CPUs with avx512_bf16/amx_bf16) | off | bf16
