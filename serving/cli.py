@@ -21,7 +21,7 @@ from serving.contract import ModelError, log_to_stderr, show_progress
 from serving.identify import IdentifyOptions, display_path, identify
 from serving.matches import MatchOptions, default_threshold
 from serving.output import FORMATS, default_format, make_writer
-from serving.session import DEVICES, ModelSession, SessionOptions, limit_blas_threads
+from serving.session import DEVICES, ModelSession, SessionOptions, default_streams, limit_blas_threads
 
 logger = logging.getLogger("serving")
 
@@ -59,9 +59,11 @@ def _model_options(func: Callable) -> Callable:
                      expose_value=False, callback=_remember,
                      help="Compute precision. auto: the export's, or the CPU rule's with --backend auto. "
                           "bf16/fp16: OpenVINO; int8: an int8 export."),
-        click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
+        click.option("--streams", type=click.IntRange(min=0), default=0, show_default=True,
                      expose_value=False, callback=_remember,
-                     help="OpenVINO: batches split into this many parts run concurrently (threads shared)."),
+                     help="OpenVINO: batches split into this many parts run concurrently (threads shared). "
+                          "0: 2 for identify, index and bench on two or more cores (as fast quiet, faster beside "
+                          "other busy processes), 1 for http."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -73,14 +75,18 @@ def _remember(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
-def _open_session(model: str | None, device: str, threads: int) -> ModelSession:
-    """Create the session (with the command's --backend/--precision) or exit 2 with a one-line error."""
+def _open_session(model: str | None, device: str, threads: int, latency: bool = False) -> ModelSession:
+    """Create the session (with the command's --backend/--precision/--streams) or exit 2 with a one-line error.
+
+    ``latency``: a service answering one request at a time (http), which keeps one OpenVINO stream by default.
+    """
     path = model or default_model()
     meta = click.get_current_context().meta
     backend, precision = meta.get("ast_serve.backend", "auto"), meta.get("ast_serve.precision", "auto")
+    streams = meta.get("ast_serve.streams", 0) or default_streams(latency, threads)
     try:
         return ModelSession(path, SessionOptions(device=device, intra_threads=threads, backend=backend,
-                                                 precision=precision, streams=meta.get("ast_serve.streams", 1)))
+                                                 precision=precision, streams=streams))
     except ModelError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_USAGE)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from serving.backends import BACKENDS, Backend, artifact_precision, check_precision
+from serving.backends import BACKENDS, Backend, artifact_precision, check_precision, usable_cores
 from serving.backends.ort import (
     CPU_EP,
     CUDA_EP,
@@ -78,6 +78,16 @@ class SessionOptions:
     precision: str = "auto"
     spinning: bool | None = None
     streams: int = 1
+
+
+BATCH_STREAMS = 2  # bench/NOTES.md #20a, #41: as fast as one stream quiet, +17-19 % with a busy core (Zen 1)
+
+
+def default_streams(latency: bool, threads: int = 0) -> int:
+    """OpenVINO streams when ``--streams`` is not given: :data:`BATCH_STREAMS` for batch work over files
+    (identify, index, bench), 1 for a latency-bound service (http: a one-window request would get one thread of
+    a split), and never more than the threads (``0`` = :func:`usable_cores`)."""
+    return 1 if latency else max(1, min(BATCH_STREAMS, threads or usable_cores()))
 
 
 def _check_options(opts: SessionOptions) -> None:

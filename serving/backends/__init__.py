@@ -14,6 +14,7 @@ Which backend runs is decided by :class:`serving.session.ModelSession`; callers 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -75,6 +76,11 @@ def check_io(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], meta: 
     classes = by_name["probs"].shape[1]
     if isinstance(classes, int) and classes != len(meta.labels):
         raise ModelError(f"output 'probs' has {classes} classes but metadata lists {len(meta.labels)} labels")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def artifact_precision(meta: ModelMetadata) -> str:

@@ -27,14 +27,13 @@ its buffers before the lock is released.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from serving.backends import FLOAT_TENSOR, TensorSpec, artifact_precision, check_io
+from serving.backends import FLOAT_TENSOR, TensorSpec, artifact_precision, check_io, usable_cores
 from serving.contract import (
     INPUT_NAME,
     METADATA_KEY,
@@ -140,9 +139,7 @@ def _spec(port: Any, wanted: tuple[str, ...]) -> TensorSpec:
 
 
 def _threads(cfg: OpenVinoConfig) -> int:
-    if cfg.threads > 0:
-        return cfg.threads
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cfg.threads if cfg.threads > 0 else usable_cores()
 
 
 def compile_config(cfg: OpenVinoConfig, precision: str) -> dict[str, Any]:

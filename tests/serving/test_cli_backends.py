@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from serving import cli as cli_mod
+from serving import session as session_mod
 from serving.cli import EXIT_OK, EXIT_USAGE, main
+from serving.contract import ModelError
+from serving.session import SessionOptions
 from tests.serving.conftest import write_tone
 
 BENCH_KEYS = {"clips_per_s", "rtf", "p50_ms", "p95_ms", "backend", "precision", "provider"}
@@ -77,3 +81,29 @@ def test_bench_files_after_one_flag_and_repeated(fake_model: Path, tmp_path: Pat
                            "--files", songs[2])
     for report in (one_flag, repeated):
         assert report["mode"].startswith("files (3") and report["audio_s"] == pytest.approx(4.5, abs=0.01)
+
+
+def test_default_streams_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batch work gets two OpenVINO streams where there are two cores; http and one-core machines one (NOTES #41)."""
+    monkeypatch.setattr(session_mod, "usable_cores", lambda: 4)
+    assert session_mod.default_streams(latency=False) == session_mod.BATCH_STREAMS == 2
+    assert session_mod.default_streams(latency=True) == 1
+    assert session_mod.default_streams(latency=False, threads=1) == 1
+    monkeypatch.setattr(session_mod, "usable_cores", lambda: 1)
+    assert session_mod.default_streams(latency=False) == 1
+
+
+@pytest.mark.parametrize(("args", "streams"), [(["bench"], 2), (["bench", "--streams", "3"], 3),
+                                               (["http", "--port", "0"], 1), (["http", "--streams", "2"], 2)])
+def test_commands_open_their_default_streams(fake_model: Path, monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                             streams: int) -> None:
+    seen: list[int] = []
+
+    def refuse(path: str, options: SessionOptions) -> None:
+        seen.append(options.streams)
+        raise ModelError("recorded")  # the command then exits 2 before doing any work
+
+    monkeypatch.setattr(session_mod, "usable_cores", lambda: 2)
+    monkeypatch.setattr(cli_mod, "ModelSession", refuse)
+    res = _run([*args, "--model", str(fake_model)])
+    assert res.exit_code == EXIT_USAGE and seen == [streams]
