@@ -80,7 +80,8 @@ def http_command(model_options: Callable, open_session: Callable) -> click.Comma
             sys.exit(EXIT_USAGE)
         hop, index = limits.pop("hop"), limits.pop("index")
         options = HttpOptions(hop_s=hop, api_key=key.strip() if key else None, **limits)  # type: ignore[arg-type]
-        session = open_session(model, device, threads, latency=True)  # a model that fails: one line, exit 2, port never opened
+        # a model that fails: one line, exit 2, port never opened
+        session = open_session(model, device, threads, latency=True)
         config = {} if index is None else {"identifier": _retrieval(index, session, options)}
         from serving.http.server import serve
 
