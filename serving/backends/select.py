@@ -122,9 +122,8 @@ def choose_cpu(flags: frozenset[str], artifact: str, requested: str, openvino: b
         return Choice("openvino", "bf16", "CPU has AMX-BF16 (amx_bf16, amx_tile): OpenVINO bf16 is fastest")
     if requested == "auto" and vendor == AMD and AVX512_BF16 in flags:
         return Choice("openvino", "bf16", "AMD CPU with AVX512-BF16: OpenVINO bf16 is fastest")
-    isa = "AVX-512" if AVX512 in flags else "AVX2" if AVX2_FMA <= flags else None
-    if isa is not None:
-        below = {"AVX-512": "AMX-BF16", "AVX2": "AVX-512"}[isa]
-        why = f"{isa} without {below}" if requested == "auto" else f"--precision {requested}, {isa}"
+    isa, lacks = ("AVX-512", "AMX-BF16") if AVX512 in flags else ("AVX2", "AVX-512") if AVX2_FMA <= flags else ("", "")
+    if isa:
+        why = f"{isa} without {lacks}" if requested == "auto" else f"--precision {requested}, {isa}"
         return Choice("openvino", "fp32", f"{why}: OpenVINO f32 is faster than ORT fp32")
     return Choice("ort", requested, "no AVX2: ORT as exported, the reference path")
