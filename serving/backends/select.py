@@ -122,8 +122,19 @@ def choose_cpu(flags: frozenset[str], artifact: str, requested: str, openvino: b
         return Choice("openvino", "bf16", "CPU has AMX-BF16 (amx_bf16, amx_tile): OpenVINO bf16 is fastest")
     if requested == "auto" and vendor == AMD and AVX512_BF16 in flags:
         return Choice("openvino", "bf16", "AMD CPU with AVX512-BF16: OpenVINO bf16 is fastest")
-    isa, lacks = ("AVX-512", "AMX-BF16") if AVX512 in flags else ("AVX2", "AVX-512") if AVX2_FMA <= flags else ("", "")
-    if isa:
+    simd = _simd(flags)
+    if simd is not None:
+        isa, lacks = simd
         why = f"{isa} without {lacks}" if requested == "auto" else f"--precision {requested}, {isa}"
         return Choice("openvino", "fp32", f"{why}: OpenVINO f32 is faster than ORT fp32")
     return Choice("ort", requested, "no AVX2: ORT as exported, the reference path")
+
+
+def _simd(flags: frozenset[str]) -> tuple[str, str] | None:
+    """The widest vector ISA on which OpenVINO f32 beats ORT fp32, and the next one up that the CPU lacks (None:
+    neither AVX-512 nor AVX2 + FMA)."""
+    if AVX512 in flags:
+        return "AVX-512", "AMX-BF16"
+    if AVX2_FMA <= flags:
+        return "AVX2", "AVX-512"
+    return None
