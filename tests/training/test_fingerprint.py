@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -18,7 +19,7 @@ from tests.training.train_helpers import SAMPLE_RATE, TINY_MODEL, tiny_request, 
 from training import fingerprint as fp
 from training.cli import main
 from training.config import make_config
-from training.data import synth
+from training.data import pairs, synth
 from training.data.manifest import load_manifest
 from training.data.pairs import CatalogueAudio, PairMaker, load_catalogue
 from training.errors import ConfigError
@@ -75,6 +76,21 @@ def test_song_pairs_take_two_songs_spans() -> None:
         a, b, r = maker.pair(rng)
         levels = {round(float(a.max()) * 32767), round(float(b.max()) * 32767)}
         assert r == 0 and levels == {1000, 2000}  # one window from each song, inside its span
+
+
+def test_record_positives_get_the_second_eq_move(monkeypatch: pytest.MonkeyPatch) -> None:
+    filtered: list[int] = []
+    real = pairs.A.random_filter
+    monkeypatch.setattr(pairs.A, "random_filter", lambda x, rng: filtered.append(len(x)) or real(x, rng))
+    audio = CatalogueAudio(["r"], [synth.music_clip(3 * SAMPLE_RATE, np.random.default_rng(0))], [0], [])
+    quiet = dataclasses.replace(pairs.pair_augment(), filter_prob=0.0)  # the chain's own filter off: each call is the second move
+    for prob, expected in ((1.0, [8000] * 4), (0.0, [])):
+        filtered.clear()
+        monkeypatch.setattr(pairs, "EQ_STACK_PROB", prob)
+        maker = PairMaker(audio, 8000, np.random.default_rng(0), song_prob=0.0, augment=quiet)
+        for _ in range(4):
+            maker.pair(np.random.default_rng(len(filtered)))
+        assert filtered == expected
 
 
 def test_nt_xent_is_low_for_identical_views_and_log_2n_minus_1_for_random() -> None:
