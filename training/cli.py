@@ -28,7 +28,16 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from serving.contract import log_to_stderr
-from training.config import AMPS, DEFAULT_PRESET, DEVICES, OBJECTIVES, PRESETS, load_config_file, make_config
+from training.config import (
+    AMPS,
+    DEFAULT_PRESET,
+    DEVICES,
+    OBJECTIVE_LR,
+    OBJECTIVES,
+    PRESETS,
+    load_config_file,
+    make_config,
+)
 from training.errors import error_line
 
 if TYPE_CHECKING:
@@ -83,10 +92,15 @@ CONFIG_OPTIONS = (
 
 def preset_default(field: str) -> str:
     """The presets' value of ``field`` for ``--help``: one value when they agree, else one per preset."""
-    values = {name: getattr(make_config(name), field) for name in PRESETS}
+    values = {name: _shown(getattr(make_config(name), field)) for name in PRESETS}
     if len(set(values.values())) == 1:
-        return str(next(iter(values.values())))
+        return next(iter(values.values()))
     return ", ".join(f"{name}: {value}" for name, value in values.items())
+
+
+def _shown(value: Any) -> str:
+    """A default as ``--help`` shows it; None is an unset learning rate, the objective's (:data:`OBJECTIVE_LR`)."""
+    return "/".join(f"{lr} {objective}" for objective, lr in OBJECTIVE_LR.items()) if value is None else str(value)
 
 
 def config_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -43,7 +43,7 @@ class TrainConfig:
     epochs: int = 24  # 768 steps of 32: ~7.5 min on 2 quiet CPU cores (measured 18 s per epoch incl. val)
     epoch_size: int = 1024  # training windows drawn per epoch (all ranks together)
     batch_size: int = 32  # per rank
-    lr: float = 1e-3  # peak learning rate (AdamW)
+    lr: float | None = None  # peak learning rate (AdamW); None: the objective's (OBJECTIVE_LR)
     min_lr_ratio: float = 0.02  # cosine floor, as a fraction of lr
     warmup_frac: float = 0.06  # fraction of all steps spent in linear warm-up
     weight_decay: float = 0.05
@@ -94,6 +94,14 @@ class TrainConfig:
         return cls(**known)
 
 
+OBJECTIVE_LR = {"classify": 1e-3, "fingerprint": 5e-4}  # the default peak rate (fingerprint: bench/NOTES.md #43, #44)
+
+
+def with_objective_lr(cfg: TrainConfig, objective: str) -> TrainConfig:
+    """``cfg`` with a peak learning rate: its own ``lr`` when set, else the resolved ``objective``'s."""
+    return cfg if cfg.lr is not None else dataclasses.replace(cfg, lr=OBJECTIVE_LR[objective])
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {},
     "small": {"lr": 5e-4, "epochs": 20, "epoch_size": 4096, "time_mask": 96},
@@ -142,7 +150,7 @@ def check_config(cfg: TrainConfig) -> TrainConfig:
     Raises:
         ConfigError: the first bad field, in one line.
     """
-    bad = [(n, "> 0") for n in POSITIVE_FIELDS if not getattr(cfg, n) > 0]
+    bad = [(n, "> 0") for n in POSITIVE_FIELDS if (v := getattr(cfg, n)) is not None and not v > 0]  # lr None: unset
     bad += [(n, ">= 0") for n in NON_NEGATIVE_FIELDS if not getattr(cfg, n) >= 0]
     if not 0.0 <= cfg.ema_decay < 1.0:
         bad.append(("ema_decay", "in [0, 1)"))

@@ -45,7 +45,7 @@ def test_help_lists_the_contract_options() -> None:
         assert option in result.output, option
     text = " ".join(result.output.split())  # unwrapped
     for default in ("[default: tiny: 24, small: 20, base: 10]", "[default: tiny: 32, small: 32, base: 16]",
-                    "[default: tiny: 0.001, small: 0.0005, base: 5e-05]",
+                    "[default: tiny: 0.001 classify/0.0005 fingerprint, small: 0.0005, base: 5e-05]",
                     "[default: tiny: 1024, small: 4096, base: 4096]", "DataLoader worker processes. [default: 0]"):
         assert default in text, default
 
