@@ -97,9 +97,9 @@ class TrainConfig:
 OBJECTIVE_LR = {"classify": 1e-3, "fingerprint": 5e-4}  # the default peak rate (fingerprint: bench/NOTES.md #43, #44)
 
 
-def with_objective_lr(cfg: TrainConfig, objective: str) -> TrainConfig:
-    """``cfg`` with a peak learning rate: its own ``lr`` when set, else the resolved ``objective``'s."""
-    return cfg if cfg.lr is not None else dataclasses.replace(cfg, lr=OBJECTIVE_LR[objective])
+def peak_lr(cfg: TrainConfig, objective: str) -> float:
+    """The run's peak learning rate: ``cfg.lr`` when set, else the ``objective``'s (:data:`OBJECTIVE_LR`)."""
+    return cfg.lr if cfg.lr is not None else OBJECTIVE_LR[objective]
 
 
 PRESETS: dict[str, dict[str, Any]] = {

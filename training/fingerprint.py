@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models import ScoringModel
-from training.config import TrainConfig
+from training.config import TrainConfig, peak_lr
 from training.data.pairs import PairMaker
 from training.errors import ConfigError
 from training.loop import param_groups
@@ -176,7 +176,8 @@ class FingerprintTrainer:
         self.cfg, self.model, self.pairs, self.device = cfg, model, pairs, device
         self.heldout, self.budget_s = heldout, budget_s
         self.labels = torch.as_tensor(pairs.audio.labels, dtype=torch.long)  # record -> class (-1 none)
-        self.optimizer = torch.optim.AdamW(param_groups(model.ast, cfg.weight_decay), lr=cfg.lr, betas=cfg.betas)
+        self.max_lr = peak_lr(cfg, "fingerprint")
+        self.optimizer = torch.optim.AdamW(param_groups(model.ast, cfg.weight_decay), lr=self.max_lr, betas=cfg.betas)
         self.bf16 = use_bf16(cfg.amp, device)
         self.rng = np.random.default_rng(cfg.seed)
 
@@ -202,7 +203,7 @@ class FingerprintTrainer:
         cfg, res = self.cfg, FingerprintResult(budget_s=self.budget_s, bf16=self.bf16)
         start, losses, good = time.perf_counter(), [], 0
         while (elapsed := time.perf_counter() - start) < self.budget_s:
-            lr = time_lr(cfg.lr, res.steps, elapsed / self.budget_s, cfg.min_lr_ratio)
+            lr = time_lr(self.max_lr, res.steps, elapsed / self.budget_s, cfg.min_lr_ratio)
             losses.append(self.step(lr))
             res.steps += 1
             if res.steps % cfg.fp_check_every == 0:

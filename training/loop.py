@@ -28,7 +28,7 @@ from models import ScoringModel
 from serving.contract import default_hop, show_progress
 from training import distributed
 from training.checkpoint import Checkpoint, capture_rng, restore_rng
-from training.config import TrainConfig
+from training.config import TrainConfig, peak_lr
 from training.distributed import DistInfo
 from training.ema import WeightEMA
 from training.metrics import SongHits, SongSet, count_hits, score_songs
@@ -103,7 +103,7 @@ class Trainer:
             ids = [device.index] if device.type == "cuda" else None
             self.ast = nn.parallel.DistributedDataParallel(model.ast, device_ids=ids)
         self.augment = SpecAugment(cfg.freq_mask, cfg.time_mask, cfg.num_masks)
-        self.optimizer = torch.optim.AdamW(param_groups(model.ast, cfg.weight_decay), lr=cfg.lr,
+        self.optimizer = torch.optim.AdamW(param_groups(model.ast, cfg.weight_decay), lr=peak_lr(cfg, "classify"),
                                            betas=cfg.betas)
         total = self.steps_per_epoch * cfg.epochs
         warmup = max(1, round(cfg.warmup_frac * total))

@@ -39,7 +39,7 @@ from serving.contract import default_hop, remove_stale_temps
 from training import distributed
 from training.calibrate import Calibration, calibrate, null_clips
 from training.checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from training.config import TrainConfig, with_objective_lr
+from training.config import TrainConfig
 from training.data.audio import read_audio
 from training.data.dataset import TrainWindows
 from training.data.manifest import Manifest, load_manifest
@@ -255,14 +255,11 @@ def run(req: TrainRequest, info: DistInfo | None = None) -> dict[str, Any]:
     """
     info = info or distributed.env_info()
     manifest, ckpt = prepare(req, info)
-    # a resumed run is a classifier run (the fingerprint objective refuses --resume)
-    objective = "classify" if ckpt is not None else resolve_objective(req.config.objective, manifest)
-    req.config = with_objective_lr(req.config, objective)
     cfg = req.config
     device = resolve_device(cfg.device, info)
     if device.type == "cpu" and cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    if objective == "fingerprint":
+    if ckpt is None and resolve_objective(cfg.objective, manifest) == "fingerprint":  # resume: a classifier run
         from training.fp_run import run_fingerprint
 
         return run_fingerprint(req, manifest, info, device)

@@ -24,7 +24,7 @@ from training.checkpoint import (
     save_checkpoint,
 )
 from training.cli import main
-from training.config import TrainConfig
+from training.config import TrainConfig, peak_lr
 from training.loop import Trainer, cosine_lambda
 from training.train import run
 
@@ -156,7 +156,7 @@ def test_cli_resume_takes_the_checkpoints_config(tmp_path: Path, monkeypatch: py
     step_per_epoch = ckpt.step // 3
     total = 3 * step_per_epoch
     schedule = cosine_lambda(total, max(1, round(cfg.warmup_frac * total)), cfg.min_lr_ratio)
-    assert lrs == [(2 * step_per_epoch, pytest.approx(cfg.lr * schedule(2 * step_per_epoch)))]
+    assert lrs == [(2 * step_per_epoch, pytest.approx(peak_lr(cfg, "classify") * schedule(2 * step_per_epoch)))]
 
 
 @pytest.mark.parametrize(("option", "value", "needle"), [("--batch-size", "4", "batch_size"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.config import PRESETS, TrainConfig, load_config_file, make_config
+from training.config import PRESETS, TrainConfig, load_config_file, make_config, peak_lr
 from training.data.augment import AugmentConfig
 from training.errors import ConfigError
 
@@ -86,3 +86,10 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
         load_config_file(bad)
     with pytest.raises(ConfigError, match="cannot read --config-file"):
         load_config_file(tmp_path / "missing.json")
+
+
+def test_peak_lr_is_the_objectives_unless_set() -> None:
+    assert make_config().lr is None  # tiny sets none: each objective has its own
+    assert peak_lr(make_config(), "classify") == 1e-3 and peak_lr(make_config(), "fingerprint") == 5e-4
+    assert peak_lr(make_config(lr=2e-3), "fingerprint") == 2e-3  # --lr sets both
+    assert peak_lr(make_config("small"), "fingerprint") == PRESETS["small"]["lr"]
