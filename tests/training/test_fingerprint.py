@@ -83,7 +83,8 @@ def test_record_positives_get_the_second_eq_move(monkeypatch: pytest.MonkeyPatch
     real = pairs.A.random_filter
     monkeypatch.setattr(pairs.A, "random_filter", lambda x, rng: filtered.append(len(x)) or real(x, rng))
     audio = CatalogueAudio(["r"], [synth.music_clip(3 * SAMPLE_RATE, np.random.default_rng(0))], [0], [])
-    quiet = dataclasses.replace(pairs.pair_augment(), filter_prob=0.0)  # the chain's own filter off: each call is the second move
+    # the chain's own filter is off, so every call is the second EQ move
+    quiet = dataclasses.replace(pairs.pair_augment(), filter_prob=0.0)
     for prob, expected in ((1.0, [8000] * 4), (0.0, [])):
         filtered.clear()
         monkeypatch.setattr(pairs, "EQ_STACK_PROB", prob)
