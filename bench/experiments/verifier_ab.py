@@ -10,6 +10,11 @@ threshold lives on.
 
     python -m bench.experiments.verifier_ab BENCH --model M.onnx --catalogue CAT [--candidates 8 --k 32]
 
+With ``--whole`` each variant reruns voting and verification on the song's cached neighbours (as ``identify``
+does, best raw score first), so knobs that change *which* records and places are verified (the landmark
+candidates and places, the occurrences per candidate) are measured too; the rows then give forced top-1 and, on
+the same songs, how many each variant gains and loses against the first one.
+
 Variants set constants of :mod:`serving.verify_align` or :mod:`serving.retrieval` for the duration of their row (:data:`VARIANTS`). The
 normalised cross-correlation it replaced (NOTES #21) is measured by running this tool at commit df038f3.
 """
@@ -54,6 +59,8 @@ VARIANTS: dict[str, dict[str, object]] = {  # bench/NOTES.md #22 and #25 have th
     "occ4": {"VERIFY_OCCURRENCES": 4},
     "no_search": {"SEARCH_RECORD": False},  # voted occurrences only (shipped until #28)
     "occ0": {"VERIFY_OCCURRENCES": 0},  # the whole-record search's proposal alone (#29)
+    "landmark_candidates_10": {"LANDMARK_CANDIDATES": 10},  # with --whole (NOTES #47)
+    "landmark_places_30": {"LANDMARK_PLACES": 30},  # with --whole (NOTES #47)
 }
 
 
@@ -86,9 +93,10 @@ def _auc(right: list[float], wrong: list[float]) -> float:
 @click.option("--k", default=32, show_default=True)
 @click.option("--variants", default=",".join(VARIANTS), show_default=True)
 @click.option("--limit", default=0, help="Songs per split (0: all).")
+@click.option("--whole", is_flag=True, help="Vote and verify again per variant (candidate and landmark knobs).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Per-song JSON lines.")
 def main(bench: Path, model: str, catalogue: str, candidates: int, k: int, variants: str, limit: int,
-         out: Path | None) -> None:
+         whole: bool, out: Path | None) -> None:
     """Re-verify the same candidates with each alignment score; print one row per variant."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     session = ModelSession(model, SessionOptions(backend="auto"))  # as ast-serve identify
@@ -100,23 +108,47 @@ def main(bench: Path, model: str, catalogue: str, candidates: int, k: int, varia
         songs = [s for split in ("test", "open") for s in [x for x in songs if x[2] == split][:limit]]
     rows = []
     for i, (path, truth, split) in enumerate(songs):
-        ranked, song = ret.voted(load_audio(path, ret.rate))
+        wave = load_audio(path, ret.rate)
+        hits = ret.search(wave)
+        ranked, song = ret.vote(wave, hits)
         row = {"song": path, "split": split, "truth": truth,
                "candidates": [cat.meta.records[rv.record].name for rv in ranked]}
         for name in names:
             old = _with(VARIANTS[name])
-            scores = {}
-            for rv in ranked:
-                v = ret._verify(rv, song)
-                scores[cat.meta.records[rv.record].name] = v.alignment.score if v is not None else va.NO_SCORE
-            row[name] = scores
+            row[name] = _whole(ret, wave, hits) if whole else _reverified(ret, ranked, song)
             _with(old)
         rows.append(row)
         if i % 20 == 0:
             log.info("%d/%d songs", i, len(songs))
     if out is not None:
         out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    click.echo(report(rows, names))
+    click.echo(whole_report(rows, names) if whole else report(rows, names))
+
+
+def _reverified(ret: Retriever, ranked: list, song) -> dict[str, float]:
+    """Each voted candidate's alignment score, verified again with the variant's constants."""
+    records = ret.catalogue.meta.records
+    return {records[rv.record].name: v.alignment.score if (v := ret._verify(rv, song)) is not None else va.NO_SCORE
+            for rv in ranked}
+
+
+def _whole(ret: Retriever, wave: np.ndarray, hits) -> dict[str, float]:
+    """Every verified candidate's raw score after voting and verifying again on the cached neighbours."""
+    records = ret.catalogue.meta.records
+    return {records[v.votes.record].name: float(v.raw) for v in ret._candidates(wave, hits, None)}  # best first
+
+
+def whole_report(rows: list[dict], names: list[str]) -> str:
+    """Forced top-1 per variant (best raw score), and the songs it gains and loses against the first variant."""
+    right = {name: [bool(r[name]) and max(r[name], key=r[name].get) == r["truth"] for r in rows] for name in names}
+    lines = ["| variant | forced top-1 test / open | vs " + names[0] + ": + / - |", "|---|---|---|"]
+    for name in names:
+        top1 = " / ".join(f"{np.mean([h for h, r in zip(right[name], rows, strict=True) if r['split'] == s]):.3f}"
+                          for s in ("test", "open"))
+        plus = sum(h and not b for h, b in zip(right[name], right[names[0]], strict=True))
+        minus = sum(b and not h for h, b in zip(right[name], right[names[0]], strict=True))
+        lines.append(f"| {name} | {top1} | +{plus} -{minus} |")
+    return "\n".join(lines)
 
 
 def _fused(row: dict, name: str) -> dict[str, float]:
