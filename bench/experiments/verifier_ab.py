@@ -56,7 +56,7 @@ VARIANTS: dict[str, dict[str, object]] = {  # bench/NOTES.md #22 and #25 have th
     "coarse_grid": {"MAX_FINE_STEPS": va.FINE_SCALE_STEPS},  # no finer speed grid for longer segments
     "small_peaks": {"PEAK_FRAMES": 2, "PEAK_BANDS": 1},  # denser peaks
     "occ1": {"VERIFY_OCCURRENCES": 1},  # serving.retrieval's: occurrences verified per candidate
-    "occ4": {"VERIFY_OCCURRENCES": 4},
+    "occ2": {"VERIFY_OCCURRENCES": 2},  # shipped until #46
     "no_search": {"SEARCH_RECORD": False},  # voted occurrences only (shipped until #28)
     "occ0": {"VERIFY_OCCURRENCES": 0},  # the whole-record search's proposal alone (#29)
     "landmark_candidates_10": {"LANDMARK_CANDIDATES": 10},  # with --whole (NOTES #47)
@@ -97,7 +97,8 @@ def _auc(right: list[float], wrong: list[float]) -> float:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Per-song JSON lines.")
 def main(bench: Path, model: str, catalogue: str, candidates: int, k: int, variants: str, limit: int,
          whole: bool, out: Path | None) -> None:
-    """Re-verify the same candidates with each alignment score; print one row per variant."""
+    """Re-verify the same candidates with each alignment score (``--whole``: vote and verify again); print one row
+    per variant."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     session = ModelSession(model, SessionOptions(backend="auto"))  # as ast-serve identify
     cat = Catalogue.open(catalogue, session.metadata)
@@ -140,11 +141,10 @@ def _whole(ret: Retriever, wave: np.ndarray, hits) -> dict[str, float]:
 
 def whole_report(rows: list[dict], names: list[str]) -> str:
     """Forced top-1 per variant (best raw score), and the songs it gains and loses against the first variant."""
-    right = {name: [bool(r[name]) and max(r[name], key=r[name].get) == r["truth"] for r in rows] for name in names}
+    right = {name: [_right(r, name, False) for r in rows] for name in names}
     lines = ["| variant | forced top-1 test / open | vs " + names[0] + ": + / - |", "|---|---|---|"]
     for name in names:
-        top1 = " / ".join(f"{np.mean([h for h, r in zip(right[name], rows, strict=True) if r['split'] == s]):.3f}"
-                          for s in ("test", "open"))
+        top1 = " / ".join(_top1(rows, split, name, False) for split in ("test", "open"))
         plus = sum(h and not b for h, b in zip(right[name], right[names[0]], strict=True))
         minus = sum(b and not h for h, b in zip(right[name], right[names[0]], strict=True))
         lines.append(f"| {name} | {top1} | +{plus} -{minus} |")
@@ -156,12 +156,15 @@ def _fused(row: dict, name: str) -> dict[str, float]:
     return {c: row[name][c] - RANK_PENALTY * i for i, c in enumerate(row["candidates"]) if c in row[name]}
 
 
+def _right(row: dict, name: str, fused: bool) -> bool:
+    """Whether the variant's best-scored record is the song's sampled one (the first of equal bests)."""
+    scores = _fused(row, name) if fused else row[name]
+    return bool(scores) and max(scores, key=scores.get) == row["truth"]
+
+
 def _top1(rows: list[dict], split: str, name: str, fused: bool) -> str:
     """Top-1 of one variant over one split, as ``a / b`` cells are built."""
-    hits = []
-    for r in (r for r in rows if r["split"] == split):
-        scores = _fused(r, name) if fused else r[name]
-        hits.append(bool(scores) and max(scores, key=scores.get) == r["truth"])
+    hits = [_right(r, name, fused) for r in rows if r["split"] == split]
     return f"{np.mean(hits):.3f}" if hits else "-"
 
 
